@@ -1,0 +1,292 @@
+"""Command-line interface: ``parafit optimize|single-point|plot|import``.
+
+Thin: parse, load and validate the input, call a task. Bad input exits with code 2
+and one line ``error: <message>`` on stderr (a traceback only with ``--debug``);
+progress and logs go to stderr, results to the results directory.
+"""
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Fit the parameters of atomistic models to reference data.",
+    epilog="Run 'parafit COMMAND --help' for a command's options.",
+)
+
+InputFile = Annotated[
+    Path, typer.Argument(help="Input file (parafit.yaml); paths inside it are relative to it.", show_default=False)
+]
+OutputDir = Annotated[
+    Path, typer.Option("-o", "--output", help="Results directory (created if missing; never overwritten silently).")
+]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing non-empty results directory.")]
+Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar; only warnings and errors.")]
+Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="Log every milestone (new best loss, optimizer stops).")]
+Debug = Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from parafit import __version__
+
+        typer.echo(f"parafit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Fit the parameters of atomistic models to reference data."""
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _setup_logging(console: Any, *, quiet: bool, verbose: bool) -> None:
+    from rich.logging import RichHandler
+
+    level = logging.WARNING if quiet else (logging.INFO if verbose else logging.WARNING)
+    handler = RichHandler(console=console, show_path=False, show_time=False, markup=False)
+    root = logging.getLogger("parafit")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def _fail(console: Any, err: BaseException, debug: bool) -> None:
+    if debug:
+        console.print_exception()
+    message = str(err).replace("\n", " ")
+    console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    raise typer.Exit(code=2)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from parafit.errors import InputError, ResultsError, UnknownNameError
+
+    return (InputError, ResultsError, UnknownNameError)
+
+
+class _ProgressLine:
+    """A rich progress bar fed by ProgressEvent callbacks."""
+
+    def __init__(self, console: Any, *, disable: bool) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("[bold]optimizing"),
+            BarColumn(),
+            TextColumn("{task.completed:>8.0f}{task.fields[total_text]} evals"),
+            TextColumn("best {task.fields[best]}"),
+            TextColumn("{task.fields[rate]} evals/s"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            disable=disable,
+            transient=False,
+        )
+        self.task = self.progress.add_task("opt", total=None, best="-", rate="-", total_text="")
+
+    def __enter__(self) -> "_ProgressLine":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def __call__(self, event: Any) -> None:
+        total = event.max_evaluations
+        if total is None and event.time_limit is not None:
+            total = None
+        self.progress.update(
+            self.task,
+            completed=event.n_evaluations,
+            total=total,
+            best=f"{event.best_loss:.6g}",
+            rate=f"{event.evaluations_per_second:.1f}",
+            total_text=f"/{total}" if total else "",
+        )
+
+
+def _enable_x64() -> None:
+    try:
+        import jax  # noqa: F401
+    except ImportError:
+        return
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+
+
+@app.command()
+def optimize(
+    input_file: InputFile,
+    output: OutputDir = Path("results"),
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue a killed or finished run in OUTPUT from its checkpoint (exit conditions may be raised).",
+        ),
+    ] = False,
+    overwrite: Overwrite = False,
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=1, help="Worker processes (overrides parallel.workers).")
+    ] = None,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+    debug: Debug = False,
+) -> None:
+    """Optimize the active parameters against the training set."""
+    console = _console()
+    _setup_logging(console, quiet=quiet, verbose=verbose)
+    try:
+        from parafit.config import load_config
+        from parafit.tasks import optimization
+
+        _enable_x64()
+        config = load_config(input_file)
+        if workers is not None:
+            config = config.model_copy(update={"parallel": config.parallel.model_copy(update={"workers": workers})})
+        with _ProgressLine(console, disable=quiet or not console.is_terminal) as bar:
+            result = optimization.run(config, output, resume=resume, overwrite=overwrite, progress=bar)
+    except _user_errors() as err:
+        _fail(console, err, debug)
+    except KeyboardInterrupt:
+        console.print("interrupted; resume with --resume")
+        raise typer.Exit(code=130) from None
+    console.print(
+        f"best training loss {result.best_loss:.6g} at evaluation {result.best_evaluation} "
+        f"({result.n_evaluations} evaluations; stopped: {', '.join(result.stop_reasons) or '-'})",
+        highlight=False,
+    )
+    if result.best_validation_loss is not None:
+        console.print(f"best validation loss {result.best_validation_loss:.6g}", highlight=False)
+    console.print(f"results in {output}", highlight=False)
+
+
+@app.command("single-point")
+def single_point(
+    input_file: InputFile,
+    output: OutputDir = Path("results"),
+    overwrite: Overwrite = False,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Evaluate the data sets once with the current parameter values."""
+    console = _console()
+    _setup_logging(console, quiet=quiet, verbose=False)
+    try:
+        from parafit.config import load_config
+        from parafit.tasks import single_point as task
+
+        _enable_x64()
+        config = load_config(input_file)
+        result = task.run(config, output, overwrite=overwrite)
+    except _user_errors() as err:
+        _fail(console, err, debug)
+    typer.echo(f"training loss: {result.training_loss:.10g}")
+    if result.validation_loss is not None:
+        typer.echo(f"validation loss: {result.validation_loss:.10g}")
+    if not quiet:
+        console.print(result.stats["training"], highlight=False)
+
+
+@app.command()
+def plot(
+    results: Annotated[Path, typer.Argument(help="A results directory (or its optimization/ folder).")],
+    debug: Debug = False,
+) -> None:
+    """Redraw every plot of a results directory from its files."""
+    console = _console()
+    try:
+        from parafit.errors import ResultsError
+        from parafit.plots import redraw
+
+        if not results.is_dir():
+            raise ResultsError(f"{results}: not a directory.")
+        written = redraw(results)
+    except _user_errors() as err:
+        _fail(console, err, debug)
+    for path in written:
+        typer.echo(str(path))
+
+
+@app.command("import")
+def import_(
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="An ASE-readable file (extxyz, ASE db, ...) with reference energies/forces, "
+            "or a ParAMS job_collection.yml / data_set.yml."
+        ),
+    ],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Directory for job_collection.yaml and training_set.yaml.")] = Path("."),
+    prefix: Annotated[str | None, typer.Option(help="Job id prefix for frames without an id (default: file stem).")] = None,
+    forces: Annotated[bool, typer.Option(help="Add forces entries when the file has forces.")] = True,
+    stress: Annotated[bool, typer.Option(help="Add stress entries when the file has stress.")] = False,
+    overwrite: Overwrite = False,
+    debug: Debug = False,
+) -> None:
+    """Convert reference data into a parafit job collection and data set."""
+    console = _console()
+    try:
+        from parafit.errors import InputError, ResultsError
+
+        if not source.exists():
+            raise InputError(f"file not found: {str(source)!r}.", path=source)
+        output.mkdir(parents=True, exist_ok=True)
+        jobs_out, data_out = output / "job_collection.yaml", output / "training_set.yaml"
+        if not overwrite and (jobs_out.exists() or data_out.exists()):
+            raise ResultsError(f"{output} already holds job_collection.yaml or training_set.yaml; pass --overwrite.")
+        text_head = source.read_bytes()[:4096] if source.is_file() else b""
+        if source.suffix in (".yml", ".yaml") and b"Expression" in text_head:
+            from parafit.dataset import DataSet
+
+            ds = DataSet.load(source)
+            ds.save(data_out)
+            typer.echo(f"{data_out}: {len(ds)} entries")
+            return
+        if source.suffix in (".yml", ".yaml"):
+            from parafit.jobs import JobCollection
+
+            jc = JobCollection.load(source)
+            jc.save(jobs_out)
+            typer.echo(f"{jobs_out}: {len(jc)} jobs")
+            return
+        from parafit.io.ase_import import import_ase_file
+
+        jc, ds = import_ase_file(source, id_prefix=prefix, forces=forces, stress=stress)
+        jc.save(jobs_out)
+        ds.save(data_out)
+        typer.echo(f"{jobs_out}: {len(jc)} jobs")
+        typer.echo(f"{data_out}: {len(ds)} entries")
+    except _user_errors() as err:
+        _fail(console, err, debug)
+
+
+def main() -> None:
+    """Entry point of the ``parafit`` command."""
+    try:
+        app()
+    except BrokenPipeError:  # pragma: no cover
+        sys.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
