@@ -9,22 +9,42 @@ from typing import Any
 __all__ = [
     "DataSet",
     "Entry",
+    "GeometryOptimization",
     "Job",
     "JobCollection",
+    "JobResults",
     "Objective",
+    "PESScan",
     "Parameter",
     "ParameterInterface",
+    "ScanCoordinate",
+    "SinglePoint",
     "__version__",
+    "load_config",
+    "register_engine",
+    "register_extractor",
+    "register_optimizer",
+    "run_task",
 ]
 
 _LAZY = {
     "DataSet": "parafit.dataset",
     "Entry": "parafit.dataset",
+    "GeometryOptimization": "parafit.jobs",
     "Job": "parafit.jobs",
     "JobCollection": "parafit.jobs",
+    "JobResults": "parafit.engines.base",
     "Objective": "parafit.objective",
+    "PESScan": "parafit.jobs",
     "Parameter": "parafit.parameters",
     "ParameterInterface": "parafit.parameters",
+    "ScanCoordinate": "parafit.jobs",
+    "SinglePoint": "parafit.jobs",
+    "load_config": "parafit.config",
+    "register_engine": "parafit.engines.base",
+    "register_extractor": "parafit.extractors",
+    "register_optimizer": "parafit.optimizers.base",
+    "run_task": "parafit.tasks",
 }
 
 
