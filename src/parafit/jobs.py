@@ -101,19 +101,22 @@ class ScanCoordinate:
 class PESScan:
     """Scan one or more coordinates jointly (all with the same number of points).
 
-    At each point the coordinates are set (ASE ``set_distance``/``set_angle``/
-    ``set_dihedral``, moving the last atom's fragment) and, if ``relaxed``, the rest of
-    the structure is relaxed with the coordinates held by ``ase.constraints.FixInternals``.
+    At each point the coordinates are set (moving the last atom together with its
+    bonded fragment, minimum image in periodic cells; see ``parafit.engines.relax``)
+    and, if ``relaxed``, the rest of the structure is relaxed with the coordinates held
+    by ``ase.constraints.FixInternals``, starting from the previous point's geometry.
 
     Attributes:
         coordinates: the scanned coordinates.
         relaxed: relax the other degrees of freedom at each point (default True).
-        optimizer, max_iterations, fmax: as :class:`GeometryOptimization`.
+        optimizer: as :class:`GeometryOptimization`, but ``bfgs`` by default: ASE's
+            LBFGS converges slowly under FixInternals angle/dihedral constraints.
+        max_iterations, fmax: as :class:`GeometryOptimization`.
     """
 
     coordinates: tuple[ScanCoordinate, ...]
     relaxed: bool = True
-    optimizer: OptimizerName = "lbfgs"
+    optimizer: OptimizerName = "bfgs"
     max_iterations: int = 100
     fmax: float = 0.01
     kind: Literal["pes_scan"] = "pes_scan"

@@ -138,9 +138,14 @@ def register_engine(name: str, factory: Callable[..., Engine] | str, *, aliases:
 
 
 def failed_results(job: "Job", n_vectors: int, *, n_points: int | None = None) -> JobResults:
-    """All-NaN results with the FAILED bit, shaped for ``job``."""
+    """All-NaN results with the FAILED bit, shaped for ``job`` (scan fields for PES scans)."""
+    from parafit.jobs import PESScan
+
     n = len(job.atoms)
     nan = np.full
+    if n_points is None and isinstance(job.task, PESScan):
+        n_points = job.task.n_points
+    n_coords = len(job.task.coordinates) if isinstance(job.task, PESScan) else 0
     return JobResults(
         energy=nan((n_vectors,), np.nan),
         positions=np.broadcast_to(job.atoms.positions, (n_vectors, n, 3)).copy(),
@@ -150,6 +155,8 @@ def failed_results(job: "Job", n_vectors: int, *, n_points: int | None = None) -
         forces=nan((n_vectors, n, 3), np.nan),
         stress=nan((n_vectors, 6), np.nan),
         scan_energies=None if n_points is None else nan((n_vectors, n_points), np.nan),
+        scan_coordinates=None if n_points is None else nan((n_vectors, n_points, n_coords), np.nan),
+        scan_positions=None if n_points is None else nan((n_vectors, n_points, n, 3), np.nan),
         n_steps=np.zeros((n_vectors,), dtype=int),
     )
 
