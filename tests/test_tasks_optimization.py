@@ -122,7 +122,8 @@ def test_scipy_and_sampling_and_several_optimizers_at_once(tmp_path: Path) -> No
     data = read_evaluations(tmp_path / "out/optimization")
     owners = set(data["optimizer"].tolist())
     assert {-1, 0, 1, 2} <= owners
-    assert result.n_evaluations == 150
+    assert result.n_evaluations <= 150
+    assert "all_optimizers_stopped" in result.stop_reasons or result.n_evaluations == 150
     assert result.best_loss < data["training_loss"][0]
 
 

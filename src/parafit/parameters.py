@@ -97,8 +97,16 @@ class Parameter:
                 key=self.name,
             )
         object.__setattr__(self, "range", (lo, hi))
+        if not isinstance(self.is_active, bool | np.bool_):
+            raise InputError(f"parameter {self.name!r}: is_active must be true or false; got {self.is_active!r}.", key=self.name)
         object.__setattr__(self, "is_active", bool(self.is_active))
+        if isinstance(self.atoms, str):
+            raise InputError(f"parameter {self.name!r}: atoms must be a list of element symbols; got {self.atoms!r}.", key=self.name)
         object.__setattr__(self, "atoms", tuple(str(a) for a in self.atoms))
+        if self.block_index is not None:
+            if isinstance(self.block_index, bool) or not isinstance(self.block_index, int | np.integer):
+                raise InputError(f"parameter {self.name!r}: block_index must be an integer or null; got {self.block_index!r}.", key=self.name)
+            object.__setattr__(self, "block_index", int(self.block_index))
         if self.sensitivity is not None:
             object.__setattr__(self, "sensitivity", float(self.sensitivity))
 
@@ -153,7 +161,7 @@ class Parameter:
                 value=record["value"],
                 range=(math.nan, math.nan) if rng is None else tuple(rng),  # type: ignore[arg-type]
                 is_active=record.get("is_active", True),
-                atoms=tuple(record.get("atoms") or ()),
+                atoms=record.get("atoms") or (),
                 block=record.get("block") or "",
                 block_index=record.get("block_index"),
                 category=record.get("category") or "",

@@ -333,6 +333,12 @@ class DirectoryRecorder:
         write_evaluations_h5(self.root, self._active_names)
         self._h5_rows = self._n_rows
 
+    def close(self) -> None:
+        """Close the journal without writing ``evaluations.h5`` (after an error)."""
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+
     def finish(self) -> None:
         """Write ``evaluations.h5`` and close the journal."""
         if self._journal is not None:

@@ -154,8 +154,10 @@ def run(
 def _digest(config: Config) -> str:
     import hashlib
 
+    import json
+
     keep = config.model_dump(mode="json", exclude={"exit_conditions", "checkpoint", "logging", "parallel"})
-    return hashlib.sha256(repr(keep).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def run_problem(
@@ -218,7 +220,9 @@ def run_problem(
 
     def evaluate(x: np.ndarray) -> Any:
         details = "all" if save_residuals else "predictions"
-        return executor.evaluate(x, details=details) if hasattr(executor, "evaluate") else objective.evaluate(x, details=details)
+        if config.parallel.workers > 1 and len(x) > 1:
+            return concat_evaluations(executor.map_batch("evaluate", x, details=details))
+        return objective.evaluate(x, details=details)
 
     def checkpoint() -> None:
         state.elapsed = now()
@@ -294,7 +298,7 @@ def run_problem(
                 x = np.atleast_2d(state.optimizers[i].ask())
                 asks.append(x)
                 owners.append(np.full(len(x), i))
-            if not asks:
+            if not asks or sum(len(a) for a in asks) == 0:
                 continue
             X = np.concatenate(asks)
             owner = np.concatenate(owners)
@@ -402,6 +406,9 @@ def run_problem(
         if output is not None:
             _final_outputs(Path(output), reasons, state)
     finally:
+        close_recorder = getattr(recorder, "close", None)
+        if close_recorder is not None:
+            close_recorder()
         shutdown = getattr(executor, "shutdown", None)
         if shutdown is not None:
             shutdown()
