@@ -88,7 +88,7 @@ def test_geometry_extractors_match_ase(
         for mic in (True, False):
             d = _call("distance", res, job, i, j, mic=mic)
             a = _call("angle", res, job, i, j, k, mic=mic)
-            t = _call("dihedral", res, job, i, j, k, q, mic=mic)
+            t = _call("dihedral", res, job, i, j, k, q, mic=mic, unsigned=False)
             assert d.shape == a.shape == t.shape == (N_VECTORS,)
             for v, f in enumerate(frames):
                 assert d[v] == pytest.approx(f.get_distance(i, j, mic=mic), rel=1e-12)

@@ -506,16 +506,16 @@ def dihedral(
     l: Any,  # noqa: E741
     *,
     mic: bool = True,
-    unsigned: bool = False,
+    unsigned: bool = True,
 ) -> np.ndarray:
-    """Dihedral angle i-j-k-l, (n_vectors,) [degrees, in [0, 360)].
+    """Dihedral angle i-j-k-l, (n_vectors,) [degrees].
 
-    Same convention and range as ``ase.Atoms.get_dihedral(i, j, k, l, mic=mic)``
-    (ASE's ``get_dihedrals``); NaN where it is undefined (collinear atoms). A
-    reference given in (-180, 180] must be converted to [0, 360) (add 360 to
-    negative values); residuals are not wrapped. With ``unsigned=True`` the
-    magnitude of the signed angle, in [0, 180], as classic ReaxFF training sets
-    (and the ParAMS disulfide set converted from one) give torsions.
+    By default (``unsigned=True``) the magnitude of the torsion, in [0, 180]: what
+    classic ReaxFF training sets and ParAMS data sets converted from them give (all 76
+    dihedral references of the ParAMS disulfide set are unsigned; 25 of them would be
+    off by 360 - 2x in a signed convention). With ``unsigned=False``, ASE's signed
+    convention and range, [0, 360), as ``ase.Atoms.get_dihedral(i, j, k, l, mic=mic)``.
+    NaN where undefined (collinear atoms). Residuals are not wrapped.
     """
     v0 = _vec(results, i, j, mic)
     v1 = _vec(results, j, k, mic)

@@ -2,8 +2,11 @@
 
 A data-set entry has a display unit ``(label, factor)`` with
 ``value_in_unit = factor * value_in_internal_units``. ParAMS files give factors
-relative to atomic units (Hartree, bohr); :func:`params_factor_to_internal` and
-:func:`internal_factor_to_params` convert between the two conventions. All
+relative to the unit its extractor returns: atomic units (Hartree, bohr) for energies,
+forces and stresses, but Å, degrees and e for geometries and charges. The data-set
+reader therefore converts with each extractor's ParAMS default unit
+(``Extractor.params_default_factor``); :func:`params_factor_to_internal` covers only
+the atomic-unit quantities (energy, forces, stress). All
 constants come from :mod:`ase.units` (CODATA 2014 in ASE).
 """
 
