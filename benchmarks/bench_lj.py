@@ -145,12 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     repeats_ours, repeats_ase = (5, 1) if args.quick else (50, 5)
     records = [bench_batch(64, repeats_ours, repeats_ase, args.quick)]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with RESULTS.open("a") as fh:
-        for record in records:
-            line = json.dumps(record)
-            print(line)
-            fh.write(line + "\n")
+    for record in records:
+        print(json.dumps(record))
+    if not args.quick:  # quick runs (the test suite) do not touch the recorded results
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        with RESULTS.open("a") as fh:
+            for record in records:
+                fh.write(json.dumps(record) + "\n")
     return 0
 
 
