@@ -50,7 +50,12 @@ class _TimedFn:
 
 def _git_commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
     except OSError:
         return "unknown"
 
@@ -65,8 +70,19 @@ def run_case(name: str, max_evaluations: int, *, relax: bool) -> dict:
     config = load_config(EXAMPLE)
     config = config.model_copy(
         update={
-            "optimizers": [{"type": "cma", "sigma0": 0.3, "popsize": 8, "tolfun": 1e-30, "tolx": 1e-30, "options": {"tolflatfitness": 10**9, "tolstagnation": 10**9}}],
-            "exit_conditions": config.exit_conditions.model_copy(update={"max_evaluations": max_evaluations}),
+            "optimizers": [
+                {
+                    "type": "cma",
+                    "sigma0": 0.3,
+                    "popsize": 8,
+                    "tolfun": 1e-30,
+                    "tolx": 1e-30,
+                    "options": {"tolflatfitness": 10**9, "tolstagnation": 10**9},
+                }
+            ],
+            "exit_conditions": config.exit_conditions.model_copy(
+                update={"max_evaluations": max_evaluations}
+            ),
             "validation_set": None,
         }
     )
@@ -76,7 +92,13 @@ def run_case(name: str, max_evaluations: int, *, relax: bool) -> dict:
 
             jobs = JobCollection.load(config.job_collection)
             extra = [
-                Job(f"{j.id}_relaxed", j.atoms, GeometryOptimization(optimizer="bfgs", max_iterations=200, fmax=0.005))
+                Job(
+                    f"{j.id}_relaxed",
+                    j.atoms,
+                    GeometryOptimization(
+                        optimizer="bfgs", max_iterations=200, fmax=0.005
+                    ),
+                )
                 for j in jobs
                 if j.id in ("cluster13_01", "cluster38_01")
             ]
@@ -86,13 +108,17 @@ def run_case(name: str, max_evaluations: int, *, relax: bool) -> dict:
                 n = len(job.atoms)
                 # reference: the relaxed cluster energy per atom of the Aziz potential is close to the
                 # rattled one's minimum; the benchmark only needs the work, not a meaningful value
-                ds.add_entry(f"energy('{job.id}')/{n}", -0.07 * 1000, sigma=0.5, unit=ds[0].unit)
+                ds.add_entry(
+                    f"energy('{job.id}')/{n}", -0.07 * 1000, sigma=0.5, unit=ds[0].unit
+                )
             all_jobs.save(Path(tmp) / "jobs.yaml")
             ds.save(Path(tmp) / "train.yaml")
             config = config.model_copy(
                 update={
                     "job_collection": Path(tmp) / "jobs.yaml",
-                    "training_set": config.training_set.model_copy(update={"path": Path(tmp) / "train.yaml"}),
+                    "training_set": config.training_set.model_copy(
+                        update={"path": Path(tmp) / "train.yaml"}
+                    ),
                 }
             )
         problem = build_problem(config)
@@ -133,7 +159,9 @@ def run_case(name: str, max_evaluations: int, *, relax: bool) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--quick", action="store_true", help="fewer evaluations (under 30 s)")
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer evaluations (under 30 s)"
+    )
     args = parser.parse_args()
     cases = [
         ("argon_single_points", 400 if args.quick else 3000, False),

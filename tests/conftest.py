@@ -22,10 +22,14 @@ TRUE_RMIN = 3.82  # Å
 CUTOFF = 9.0  # Å
 
 
-def ase_lj(atoms: Atoms, eps: float = TRUE_EPS, rmin: float = TRUE_RMIN) -> tuple[float, np.ndarray]:
+def ase_lj(
+    atoms: Atoms, eps: float = TRUE_EPS, rmin: float = TRUE_RMIN
+) -> tuple[float, np.ndarray]:
     """Energy [eV] and forces [eV/Å] from ASE's LennardJones (shifted at the cutoff)."""
     a = atoms.copy()
-    a.calc = LennardJones(epsilon=eps, sigma=rmin / 2 ** (1 / 6), rc=CUTOFF, smooth=False)
+    a.calc = LennardJones(
+        epsilon=eps, sigma=rmin / 2 ** (1 / 6), rc=CUTOFF, smooth=False
+    )
     return a.get_potential_energy(), a.get_forces()
 
 
@@ -34,7 +38,9 @@ def argon_structures() -> list[tuple[str, Atoms]]:
     out = []
     for r in (3.4, 3.6, 3.8, 4.0, 4.4, 5.0, 6.0):
         out.append((f"dimer_{r:.2f}", Atoms("Ar2", positions=[[0, 0, 0], [0, 0, r]])))
-    out.append(("trimer", Atoms("Ar3", positions=[[0, 0, 0], [3.9, 0, 0], [1.8, 3.3, 0]])))
+    out.append(
+        ("trimer", Atoms("Ar3", positions=[[0, 0, 0], [3.9, 0, 0], [1.8, 3.3, 0]]))
+    )
     cluster = Icosahedron("Ar", 2, latticeconstant=5.3)
     cluster.rattle(0.05, seed=3)
     out.append(("cluster13", cluster))
@@ -63,15 +69,27 @@ def write_lj_problem(
     for name, atoms in structures:
         energy, f = ase_lj(atoms)
         if name.startswith("dimer") and name != "dimer_6.00":
-            ds.add_entry(f"energy('{name}') - energy('dimer_6.00')", energy - e_ref["dimer_6.00"], sigma=1e-4)
+            ds.add_entry(
+                f"energy('{name}') - energy('dimer_6.00')",
+                energy - e_ref["dimer_6.00"],
+                sigma=1e-4,
+            )
         elif not name.startswith("dimer"):
             ds.add_entry(f"energy('{name}')", energy, sigma=1e-3)
         if forces and name in ("trimer", "cluster13"):
             ds.add_entry(f"forces('{name}')", f, sigma=1e-3)
     iface = ParameterInterface(
         [
-            Parameter("Ar.Ar:eps", start[0], range=(0.008, 0.013), atoms=("Ar", "Ar"), block="LJ"),
-            Parameter("Ar.Ar:rmin", start[1], range=(3.5, 4.2), atoms=("Ar", "Ar"), block="LJ"),
+            Parameter(
+                "Ar.Ar:eps",
+                start[0],
+                range=(0.008, 0.013),
+                atoms=("Ar", "Ar"),
+                block="LJ",
+            ),
+            Parameter(
+                "Ar.Ar:rmin", start[1], range=(3.5, 4.2), atoms=("Ar", "Ar"), block="LJ"
+            ),
         ],
         model="lj",
     )

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import write_lj_problem
 from typer.testing import CliRunner
 
-from conftest import write_lj_problem
 from parafit.cli import app
 from parafit.recorder import read_running_loss
 
@@ -72,11 +72,19 @@ def _bad_case(tmp_path: Path, case: str) -> Path:
     elif case == "unknown_extractor":
         ts.write_text(ts.read_text().replace("energy('trimer')", "enrgy('trimer')", 1))
     elif case == "unknown_job":
-        ts.write_text(ts.read_text().replace("energy('trimer')", "energy('trimmer')", 1))
+        ts.write_text(
+            ts.read_text().replace("energy('trimer')", "energy('trimmer')", 1)
+        )
     elif case == "atom_out_of_range":
-        ts.write_text(ts.read_text() + "---\nExpression: distance('trimer', 0, 7)\nReferenceValue: 3.9\nSigma: 0.05\nWeight: 1\n")
+        ts.write_text(
+            ts.read_text()
+            + "---\nExpression: distance('trimer', 0, 7)\nReferenceValue: 3.9\nSigma: 0.05\nWeight: 1\n"
+        )
     elif case == "nan_reference":
-        ts.write_text(ts.read_text() + "---\nExpression: distance('trimer', 0, 1)\nReferenceValue: .nan\nSigma: 0.05\nWeight: 1\n")
+        ts.write_text(
+            ts.read_text()
+            + "---\nExpression: distance('trimer', 0, 1)\nReferenceValue: .nan\nSigma: 0.05\nWeight: 1\n"
+        )
     elif case == "injected_code":
         marker = tmp_path / "pwned"
         ts.write_text(
@@ -92,7 +100,9 @@ def _bad_case(tmp_path: Path, case: str) -> Path:
         cfg["optimizers"] = [{"type": "cma", "sigma": 0.3}]
         inp.write_text(yaml.safe_dump(cfg))
     elif case == "malformed_parameters":
-        (d / "parameter_interface.yaml").write_text("parameters:\n- name: a\n  value: [1\n")
+        (d / "parameter_interface.yaml").write_text(
+            "parameters:\n- name: a\n  value: [1\n"
+        )
     else:  # pragma: no cover
         raise AssertionError(case)
     return inp
@@ -114,7 +124,9 @@ BAD_CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_CASES))
-def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path: Path, case: str) -> None:
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(
+    tmp_path: Path, case: str
+) -> None:
     inp = _bad_case(tmp_path, case)
     out = tmp_path / "results"
     result = _invoke("optimize", str(inp), "-o", str(out), "-q")
@@ -139,10 +151,22 @@ def test_kill_and_resume(tmp_path: Path) -> None:
         tmp_path / "in",
         optimizers=[{"type": "random", "n_samples": 4000, "batch_size": 16}],
         exit_conditions={"max_evaluations": 4001},
-        extra_config={"checkpoint": {"every_seconds": 0}, "logging": {"snapshot_every_seconds": 0.2}},
+        extra_config={
+            "checkpoint": {"every_seconds": 0},
+            "logging": {"snapshot_every_seconds": 0.2},
+        },
     )
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "parafit.cli", "optimize", str(inp), "-o", str(out), "-q"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "parafit.cli",
+        "optimize",
+        str(inp),
+        "-o",
+        str(out),
+        "-q",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     loss_file = out / "optimization/training_set_results/running_loss.txt"
     deadline = time.monotonic() + 60
@@ -152,7 +176,9 @@ def test_kill_and_resume(tmp_path: Path) -> None:
         if proc.poll() is not None:
             break
         time.sleep(0.05)
-    assert proc.poll() is None, "the run finished before it could be killed; make it longer"
+    assert proc.poll() is None, (
+        "the run finished before it could be killed; make it longer"
+    )
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     import pickle
@@ -162,7 +188,17 @@ def test_kill_and_resume(tmp_path: Path) -> None:
     best_before = ckpt["state"].best_loss
     assert 0 < killed_at < 4001
     resumed = subprocess.run(
-        [sys.executable, "-m", "parafit.cli", "optimize", str(inp), "-o", str(out), "-q", "--resume"],
+        [
+            sys.executable,
+            "-m",
+            "parafit.cli",
+            "optimize",
+            str(inp),
+            "-o",
+            str(out),
+            "-q",
+            "--resume",
+        ],
         capture_output=True,
         text=True,
         timeout=300,

@@ -36,7 +36,13 @@ def _build(directory: Path) -> Path:
         for d in DISTANCES:
             dimer = s22.create_s22_system(f"{name}_{d}")
             job_id = f"{name}_{d}"
-            jobs.add(Job(job_id, dimer, metadata={"source": "ase.data.s22 (S22x5, CCSD(T)/CBS)"}))
+            jobs.add(
+                Job(
+                    job_id,
+                    dimer,
+                    metadata={"source": "ase.data.s22 (S22x5, CCSD(T)/CBS)"},
+                )
+            )
             e_int = s22.get_interaction_energy_s22x5(name, dist=float(d))
             ds.add_entry(
                 f"energy('{job_id}') - energy('{name}_A') - energy('{name}_B')",
@@ -56,7 +62,13 @@ def _build(directory: Path) -> Path:
 
     iface = ParameterInterface(
         [
-            Parameter(p.name, p.value, range=(2e-4, 0.03) if p.name.endswith("eps") else (2.0, 4.8), atoms=p.atoms, block=p.block)
+            Parameter(
+                p.name,
+                p.value,
+                range=(2e-4, 0.03) if p.name.endswith("eps") else (2.0, 4.8),
+                atoms=p.atoms,
+                block=p.block,
+            )
             for p in iface
         ],
         model="lj",
@@ -68,7 +80,12 @@ def _build(directory: Path) -> Path:
     config = {
         "job_collection": "jobs.yaml",
         "parameter_interface": "params.yaml",
-        "engine": {"type": "lj", "elements": ["C", "H", "N", "O"], "cutoff": 20.0, "shift": False},
+        "engine": {
+            "type": "lj",
+            "elements": ["C", "H", "N", "O"],
+            "cutoff": 20.0,
+            "shift": False,
+        },
         "training_set": "s22x5.yaml",
         "optimizers": [{"type": "cma", "sigma0": 0.25, "popsize": 24}],
         "exit_conditions": {"max_evaluations": 8000},
@@ -87,12 +104,16 @@ def test_lj_fit_to_s22x5(tmp_path: Path) -> None:
     data = read_evaluations(tmp_path / "out/optimization")
     initial = data["training_loss"][0]
     assert result.best_loss < 0.05 * initial
-    stats = (tmp_path / "out/optimization/training_set_results/best/stats.txt").read_text()
+    stats = (
+        tmp_path / "out/optimization/training_set_results/best/stats.txt"
+    ).read_text()
     mae = float(stats.split("energy", 1)[1].split()[1])
     # A two-parameter pair potential without charges cannot describe hydrogen bonds,
     # dispersion and stacking at once: a 30,000-evaluation run levels off at MAE 2.67,
     # RMSE 4.18 kcal/mol (from MAE 26, RMSE 93 at the start); 8,000 evaluations get there.
     assert mae < 3.0, stats
-    initial_stats = (tmp_path / "out/optimization/training_set_results/initial/stats.txt").read_text()
+    initial_stats = (
+        tmp_path / "out/optimization/training_set_results/initial/stats.txt"
+    ).read_text()
     assert mae < 0.5 * float(initial_stats.split("energy", 1)[1].split()[1])
     assert np.isfinite(result.best_loss)

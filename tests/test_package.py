@@ -10,7 +10,9 @@ def test_import_is_light() -> None:
         "heavy = [m for m in ('jax', 'matplotlib', 'h5py', 'dask', 'tblite', 'scipy', 'cma') if m in sys.modules]; "
         "print(','.join(heavy))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == ""
 
 

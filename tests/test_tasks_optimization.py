@@ -7,8 +7,8 @@ import h5py
 import numpy as np
 import pytest
 import yaml
-
 from conftest import TRUE_EPS, TRUE_RMIN, write_lj_problem
+
 from parafit.errors import ResultsError
 from parafit.parameters import ParameterInterface
 from parafit.recorder import read_evaluations, read_running_loss
@@ -27,7 +27,9 @@ def test_parameter_recovery_to_1e4_relative(tmp_path: Path) -> None:
     rmin = result.interface["Ar.Ar:rmin"].value
     assert abs(eps / TRUE_EPS - 1) < 1e-4
     assert abs(rmin / TRUE_RMIN - 1) < 1e-4
-    best = ParameterInterface.load(tmp_path / "out/optimization/training_set_results/best/parameter_interface.yaml")
+    best = ParameterInterface.load(
+        tmp_path / "out/optimization/training_set_results/best/parameter_interface.yaml"
+    )
     assert best["Ar.Ar:eps"].value == pytest.approx(eps, rel=1e-12)
 
 
@@ -37,10 +39,19 @@ def test_results_layout(tmp_path: Path) -> None:
     opt = tmp_path / "out" / "optimization"
     train = opt / "training_set_results"
     assert (tmp_path / "out/settings_and_initial_data/parafit.yaml").exists()
-    for name in ("running_loss.txt", "running_active_parameters.txt", "running_stats.txt"):
+    for name in (
+        "running_loss.txt",
+        "running_active_parameters.txt",
+        "running_stats.txt",
+    ):
         assert (train / name).exists(), name
     for kind in ("initial", "best", "latest"):
-        for name in ("parameter_interface.yaml", "loss.txt", "stats.txt", "data_set_predictions.yaml"):
+        for name in (
+            "parameter_interface.yaml",
+            "loss.txt",
+            "stats.txt",
+            "data_set_predictions.yaml",
+        ):
             assert (train / kind / name).exists(), (kind, name)
     assert (train / "best" / "scatter_energy.png").exists()
     assert (train / "best" / "scatter_forces.png").exists()
@@ -81,7 +92,9 @@ def test_resume_continues_counter_and_keeps_best(tmp_path: Path) -> None:
     second = run_task(inp, tmp_path / "out", resume=True)
     assert second.n_evaluations == 90
     assert second.best_loss <= first.best_loss
-    ev, _ = read_running_loss(tmp_path / "out/optimization/training_set_results/running_loss.txt")
+    ev, _ = read_running_loss(
+        tmp_path / "out/optimization/training_set_results/running_loss.txt"
+    )
     assert ev.tolist() == list(range(90))
     data = read_evaluations(tmp_path / "out/optimization")
     assert data["evaluation"].tolist() == list(range(90))
@@ -95,7 +108,11 @@ def test_validation_set_and_early_stopping(tmp_path: Path) -> None:
     val = DataSet(entries=[e for e in train if "cluster13" in e.expression])
     val.save(tmp_path / "in/validation_set.yaml")
     cfg = yaml.safe_load(inp.read_text())
-    cfg["validation_set"] = {"path": "validation_set.yaml", "every": 5, "early_stopping_patience": 40}
+    cfg["validation_set"] = {
+        "path": "validation_set.yaml",
+        "every": 5,
+        "early_stopping_patience": 40,
+    }
     inp.write_text(yaml.safe_dump(cfg))
     result = run_task(inp, tmp_path / "out")
     vdir = tmp_path / "out/optimization/validation_set_results"
@@ -123,7 +140,9 @@ def test_scipy_and_sampling_and_several_optimizers_at_once(tmp_path: Path) -> No
     owners = set(data["optimizer"].tolist())
     assert {-1, 0, 1, 2} <= owners
     assert result.n_evaluations <= 150
-    assert "all_optimizers_stopped" in result.stop_reasons or result.n_evaluations == 150
+    assert (
+        "all_optimizers_stopped" in result.stop_reasons or result.n_evaluations == 150
+    )
     assert result.best_loss < data["training_loss"][0]
 
 
@@ -139,11 +158,17 @@ def test_lbfgsb_with_batched_fd_gradient(tmp_path: Path) -> None:
 
 
 def test_target_loss_and_time_limit(tmp_path: Path) -> None:
-    inp = write_lj_problem(tmp_path / "in", exit_conditions={"target_loss": 1e9, "max_evaluations": 1000})
+    inp = write_lj_problem(
+        tmp_path / "in", exit_conditions={"target_loss": 1e9, "max_evaluations": 1000}
+    )
     result = run_task(inp, tmp_path / "out")
     assert "target_loss" in result.stop_reasons
     assert result.n_evaluations < 50
-    inp2 = write_lj_problem(tmp_path / "in2", exit_conditions={"time_limit": 0.5})
+    inp2 = write_lj_problem(
+        tmp_path / "in2",
+        optimizers=[{"type": "random", "n_samples": 10**7, "batch_size": 16}],
+        exit_conditions={"time_limit": 0.5},
+    )
     result2 = run_task(inp2, tmp_path / "out2")
     assert "time_limit" in result2.stop_reasons
 
@@ -169,7 +194,9 @@ def test_parallel_workers_give_the_same_losses(tmp_path: Path) -> None:
         exit_conditions={"max_evaluations": 33},
     )
     serial = write_lj_problem(tmp_path / "s", **common)
-    parallel = write_lj_problem(tmp_path / "p", **common, extra_config={"parallel": {"workers": 2}})
+    parallel = write_lj_problem(
+        tmp_path / "p", **common, extra_config={"parallel": {"workers": 2}}
+    )
     run_task(serial, tmp_path / "out_s")
     run_task(parallel, tmp_path / "out_p")
     a = read_evaluations(tmp_path / "out_s/optimization")
@@ -187,7 +214,10 @@ def test_engine_failure_gives_infinite_loss_and_run_goes_on(tmp_path: Path) -> N
         exit_conditions={"max_evaluations": 41},
     )
     iface = ParameterInterface(
-        [Parameter("Ar.Ar:eps", 0.01, range=(0.008, 0.013)), Parameter("Ar.Ar:rmin", 3.8, range=(-1.0, 4.2))]
+        [
+            Parameter("Ar.Ar:eps", 0.01, range=(0.008, 0.013)),
+            Parameter("Ar.Ar:rmin", 3.8, range=(-1.0, 4.2)),
+        ]
     )
     iface.save(tmp_path / "in/parameter_interface.yaml")
     result = run_task(inp, tmp_path / "out")
@@ -200,7 +230,11 @@ def test_engine_failure_gives_infinite_loss_and_run_goes_on(tmp_path: Path) -> N
 
 
 def test_single_point_task(tmp_path: Path) -> None:
-    inp = write_lj_problem(tmp_path / "in", start=(TRUE_EPS, TRUE_RMIN), extra_config={"task": "single_point"})
+    inp = write_lj_problem(
+        tmp_path / "in",
+        start=(TRUE_EPS, TRUE_RMIN),
+        extra_config={"task": "single_point"},
+    )
     result = run_task(inp, tmp_path / "out")
     assert result.training_loss < 1e-12
     d = tmp_path / "out/single_point/training_set_results"

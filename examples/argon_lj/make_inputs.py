@@ -41,7 +41,12 @@ def main() -> None:
         n = len(jobs[job_id].atoms)
         if entry.expression.startswith("energy"):
             if n <= 3:
-                target.add_entry(entry.expression, 1000.0 * float(entry.reference), sigma=0.5, unit=MEV)
+                target.add_entry(
+                    entry.expression,
+                    1000.0 * float(entry.reference),
+                    sigma=0.5,
+                    unit=MEV,
+                )
             else:
                 target.add_entry(
                     f"energy('{job_id}')/{n}",
@@ -51,7 +56,12 @@ def main() -> None:
                     metadata={"Description": "energy per atom"},
                 )
         elif entry.expression.startswith("forces") and n > 3:
-            target.add_entry(entry.expression, 1000.0 * entry.reference, sigma=5.0, unit=MEV_PER_ANGSTROM)
+            target.add_entry(
+                entry.expression,
+                1000.0 * entry.reference,
+                sigma=5.0,
+                unit=MEV_PER_ANGSTROM,
+            )
     interface = ParameterInterface(
         [
             Parameter(
@@ -79,7 +89,9 @@ def main() -> None:
     training.save(HERE / "training_set.yaml")
     validation.save(HERE / "validation_set.yaml")
     interface.save(HERE / "parameter_interface.yaml")
-    print(f"{len(jobs)} jobs, {len(training)} training entries, {len(validation)} validation entries")
+    print(
+        f"{len(jobs)} jobs, {len(training)} training entries, {len(validation)} validation entries"
+    )
 
 
 if __name__ == "__main__":

@@ -9,7 +9,12 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["append_lines", "read_complete_lines", "write_bytes_atomic", "write_text_atomic"]
+__all__ = [
+    "append_lines",
+    "read_complete_lines",
+    "write_bytes_atomic",
+    "write_text_atomic",
+]
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:

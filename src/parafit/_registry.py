@@ -31,7 +31,9 @@ class Registry(Generic[T]):
         self._entries: dict[str, T | str] = {}
         self._aliases: dict[str, str] = {}
 
-    def register(self, name: str, obj: T | str, *, aliases: tuple[str, ...] = ()) -> None:
+    def register(
+        self, name: str, obj: T | str, *, aliases: tuple[str, ...] = ()
+    ) -> None:
         """Add ``obj`` under ``name`` (and ``aliases``); a duplicate raises ValueError."""
         for key in (name, *aliases):
             if key in self._entries or key in self._aliases:

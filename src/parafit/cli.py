@@ -22,15 +22,39 @@ app = typer.Typer(
 )
 
 InputFile = Annotated[
-    Path, typer.Argument(help="Input file (parafit.yaml); paths inside it are relative to it.", show_default=False)
+    Path,
+    typer.Argument(
+        help="Input file (parafit.yaml); paths inside it are relative to it.",
+        show_default=False,
+    ),
 ]
 OutputDir = Annotated[
-    Path, typer.Option("-o", "--output", help="Results directory (created if missing; never overwritten silently).")
+    Path,
+    typer.Option(
+        "-o",
+        "--output",
+        help="Results directory (created if missing; never overwritten silently).",
+    ),
 ]
-Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing non-empty results directory.")]
-Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar; only warnings and errors.")]
-Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="Log every milestone (new best loss, optimizer stops).")]
-Debug = Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors.")]
+Overwrite = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite", help="Replace an existing non-empty results directory."
+    ),
+]
+Quiet = Annotated[
+    bool,
+    typer.Option("-q", "--quiet", help="No progress bar; only warnings and errors."),
+]
+Verbose = Annotated[
+    bool,
+    typer.Option(
+        "-v", "--verbose", help="Log every milestone (new best loss, optimizer stops)."
+    ),
+]
+Debug = Annotated[
+    bool, typer.Option("--debug", help="Show full tracebacks for errors.")
+]
 
 
 def _version(value: bool) -> None:
@@ -44,7 +68,13 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+        bool,
+        typer.Option(
+            "--version",
+            callback=_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
     ] = False,
 ) -> None:
     """Fit the parameters of atomistic models to reference data."""
@@ -60,7 +90,9 @@ def _setup_logging(console: Any, *, quiet: bool, verbose: bool) -> None:
     from rich.logging import RichHandler
 
     level = logging.WARNING if quiet else (logging.INFO if verbose else logging.WARNING)
-    handler = RichHandler(console=console, show_path=False, show_time=False, markup=False)
+    handler = RichHandler(
+        console=console, show_path=False, show_time=False, markup=False
+    )
     root = logging.getLogger("parafit")
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -71,7 +103,9 @@ def _fail(console: Any, err: BaseException, debug: bool) -> None:
     if debug:
         console.print_exception()
     message = str(err).replace("\n", " ")
-    console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    console.print(
+        f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True
+    )
     raise typer.Exit(code=2)
 
 
@@ -85,7 +119,13 @@ class _ProgressLine:
     """A rich progress bar fed by ProgressEvent callbacks."""
 
     def __init__(self, console: Any, *, disable: bool) -> None:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.progress = Progress(
             TextColumn("[bold]optimizing"),
@@ -100,7 +140,9 @@ class _ProgressLine:
             disable=disable,
             transient=False,
         )
-        self.task = self.progress.add_task("opt", total=None, best="-", rate="-", total_text="")
+        self.task = self.progress.add_task(
+            "opt", total=None, best="-", rate="-", total_text=""
+        )
 
     def __enter__(self) -> "_ProgressLine":
         self.progress.start()
@@ -146,7 +188,10 @@ def optimize(
     ] = False,
     overwrite: Overwrite = False,
     workers: Annotated[
-        int | None, typer.Option("--workers", min=1, help="Worker processes (overrides parallel.workers).")
+        int | None,
+        typer.Option(
+            "--workers", min=1, help="Worker processes (overrides parallel.workers)."
+        ),
     ] = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -162,9 +207,15 @@ def optimize(
         _enable_x64()
         config = load_config(input_file)
         if workers is not None:
-            config = config.model_copy(update={"parallel": config.parallel.model_copy(update={"workers": workers})})
+            config = config.model_copy(
+                update={
+                    "parallel": config.parallel.model_copy(update={"workers": workers})
+                }
+            )
         with _ProgressLine(console, disable=quiet or not console.is_terminal) as bar:
-            result = optimization.run(config, output, resume=resume, overwrite=overwrite, progress=bar)
+            result = optimization.run(
+                config, output, resume=resume, overwrite=overwrite, progress=bar
+            )
     except _user_errors() as err:
         _fail(console, err, debug)
     except KeyboardInterrupt:
@@ -176,7 +227,9 @@ def optimize(
         highlight=False,
     )
     if result.best_validation_loss is not None:
-        console.print(f"best validation loss {result.best_validation_loss:.6g}", highlight=False)
+        console.print(
+            f"best validation loss {result.best_validation_loss:.6g}", highlight=False
+        )
     console.print(f"results in {output}", highlight=False)
 
 
@@ -209,7 +262,9 @@ def single_point(
 
 @app.command()
 def plot(
-    results: Annotated[Path, typer.Argument(help="A results directory (or its optimization/ folder).")],
+    results: Annotated[
+        Path, typer.Argument(help="A results directory (or its optimization/ folder).")
+    ],
     debug: Debug = False,
 ) -> None:
     """Redraw every plot of a results directory from its files."""
@@ -236,10 +291,26 @@ def import_(
             "or a ParAMS job_collection.yml / data_set.yml."
         ),
     ],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Directory for job_collection.yaml and training_set.yaml.")] = Path("."),
-    prefix: Annotated[str | None, typer.Option(help="Job id prefix for frames without an id (default: file stem).")] = None,
-    forces: Annotated[bool, typer.Option(help="Add forces entries when the file has forces.")] = True,
-    stress: Annotated[bool, typer.Option(help="Add stress entries when the file has stress.")] = False,
+    output: Annotated[
+        Path,
+        typer.Option(
+            "-o",
+            "--output",
+            help="Directory for job_collection.yaml and training_set.yaml.",
+        ),
+    ] = Path("."),
+    prefix: Annotated[
+        str | None,
+        typer.Option(
+            help="Job id prefix for frames without an id (default: file stem)."
+        ),
+    ] = None,
+    forces: Annotated[
+        bool, typer.Option(help="Add forces entries when the file has forces.")
+    ] = True,
+    stress: Annotated[
+        bool, typer.Option(help="Add stress entries when the file has stress.")
+    ] = False,
     overwrite: Overwrite = False,
     debug: Debug = False,
 ) -> None:
@@ -251,9 +322,14 @@ def import_(
         if not source.exists():
             raise InputError(f"file not found: {str(source)!r}.", path=source)
         output.mkdir(parents=True, exist_ok=True)
-        jobs_out, data_out = output / "job_collection.yaml", output / "training_set.yaml"
+        jobs_out, data_out = (
+            output / "job_collection.yaml",
+            output / "training_set.yaml",
+        )
         if not overwrite and (jobs_out.exists() or data_out.exists()):
-            raise ResultsError(f"{output} already holds job_collection.yaml or training_set.yaml; pass --overwrite.")
+            raise ResultsError(
+                f"{output} already holds job_collection.yaml or training_set.yaml; pass --overwrite."
+            )
         text_head = source.read_bytes()[:4096] if source.is_file() else b""
         if source.suffix in (".yml", ".yaml") and b"Expression" in text_head:
             from parafit.dataset import DataSet

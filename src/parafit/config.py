@@ -142,7 +142,9 @@ class Config(_Strict):
             raise ValueError("give at least one optimizer")
         for i, o in enumerate(v):
             if "type" not in o:
-                raise ValueError(f"optimizers[{i}] needs a 'type' (e.g. cma, scipy, random, lhs)")
+                raise ValueError(
+                    f"optimizers[{i}] needs a 'type' (e.g. cma, scipy, random, lhs)"
+                )
         return v
 
     def paths(self) -> dict[str, Path]:
@@ -172,7 +174,11 @@ def _key_line(text: str, key_path: tuple[Any, ...]) -> int | None:
                     break
             else:
                 return None
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+        elif (
+            isinstance(node, yaml.SequenceNode)
+            and isinstance(part, int)
+            and part < len(node.value)
+        ):
             node = node.value[part]
             line = node.start_mark.line + 1
         else:
@@ -200,7 +206,10 @@ def load_config(path: str | Path) -> Config:
             line=None if mark is None else mark.line + 1,
         ) from err
     if not isinstance(raw, dict):
-        raise ConfigError("the input file must be a mapping of keys (task, job_collection, ...).", path=path)
+        raise ConfigError(
+            "the input file must be a mapping of keys (task, job_collection, ...).",
+            path=path,
+        )
     try:
         config = Config.model_validate(raw)
     except ValidationError as err:
@@ -210,16 +219,26 @@ def load_config(path: str | Path) -> Config:
         msg = first["msg"]
         if first["type"] == "extra_forbidden":
             allowed = _allowed_keys(loc[:-1])
-            msg = f"unknown key {loc[-1]!r}" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
+            msg = f"unknown key {loc[-1]!r}" + (
+                f"; allowed: {', '.join(allowed)}" if allowed else ""
+            )
         elif first["type"] == "missing":
             msg = f"missing required key {loc[-1]!r}"
-        more = f" ({len(err.errors()) - 1} more problem(s))" if len(err.errors()) > 1 else ""
-        raise ConfigError(f"key {key}: {msg}.{more}", path=path, line=_key_line(text, loc), key=key) from err
+        more = (
+            f" ({len(err.errors()) - 1} more problem(s))"
+            if len(err.errors()) > 1
+            else ""
+        )
+        raise ConfigError(
+            f"key {key}: {msg}.{more}", path=path, line=_key_line(text, loc), key=key
+        ) from err
     base = path.parent.resolve()
     updates: dict[str, Any] = {"source": path.resolve()}
     for key in ("job_collection", "parameter_interface"):
         updates[key] = (base / getattr(config, key)).resolve()
-    updates["training_set"] = config.training_set.model_copy(update={"path": (base / config.training_set.path).resolve()})
+    updates["training_set"] = config.training_set.model_copy(
+        update={"path": (base / config.training_set.path).resolve()}
+    )
     if config.validation_set is not None:
         updates["validation_set"] = config.validation_set.model_copy(
             update={"path": (base / config.validation_set.path).resolve()}
@@ -227,7 +246,11 @@ def load_config(path: str | Path) -> Config:
     config = config.model_copy(update=updates)
     for key, file in config.paths().items():
         if not file.exists():
-            lk = (key,) if key in raw and not isinstance(raw[key], dict) else (key, "path")
+            lk = (
+                (key,)
+                if key in raw and not isinstance(raw[key], dict)
+                else (key, "path")
+            )
             raise ConfigError(
                 f"key {key}: file not found: {str(file)!r} (paths are relative to the input file).",
                 path=path,
@@ -244,7 +267,11 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
         if field is None:
             return []
         ann = field.annotation
-        candidates = [a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)]
+        candidates = [
+            a
+            for a in getattr(ann, "__args__", (ann,))
+            if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
         if not candidates:
             return []
         model = candidates[0]

@@ -74,7 +74,9 @@ class ExpressionError(InputError):
         entry: the expression text.
     """
 
-    def __init__(self, message: str, *, entry: str | None = None, **kwargs: object) -> None:
+    def __init__(
+        self, message: str, *, entry: str | None = None, **kwargs: object
+    ) -> None:
         self.entry = entry
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
 

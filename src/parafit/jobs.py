@@ -66,7 +66,10 @@ class GeometryOptimization:
                 key="optimizer",
             )
         if int(self.max_iterations) < 0:
-            raise InputError(f"max_iterations must be >= 0; got {self.max_iterations!r}.", key="max_iterations")
+            raise InputError(
+                f"max_iterations must be >= 0; got {self.max_iterations!r}.",
+                key="max_iterations",
+            )
         if not float(self.fmax) > 0:
             raise InputError(f"fmax must be > 0 [eV/Å]; got {self.fmax!r}.", key="fmax")
 
@@ -88,9 +91,15 @@ class ScanCoordinate:
     def __post_init__(self) -> None:
         needed = {"distance": 2, "angle": 3, "dihedral": 4}.get(self.kind)
         if needed is None:
-            raise InputError(f"unknown scan coordinate {self.kind!r}; use distance, angle or dihedral.", key="kind")
+            raise InputError(
+                f"unknown scan coordinate {self.kind!r}; use distance, angle or dihedral.",
+                key="kind",
+            )
         if len(self.atoms) != needed:
-            raise InputError(f"a {self.kind} scan needs {needed} atoms; got {list(self.atoms)!r}.", key="atoms")
+            raise InputError(
+                f"a {self.kind} scan needs {needed} atoms; got {list(self.atoms)!r}.",
+                key="atoms",
+            )
         if len(self.values) < 1:
             raise InputError("a scan needs at least one value.", key="values")
         object.__setattr__(self, "atoms", tuple(int(a) for a in self.atoms))
@@ -124,10 +133,15 @@ class PESScan:
     def __post_init__(self) -> None:
         coords = tuple(self.coordinates)
         if not coords:
-            raise InputError("a PES scan needs at least one coordinate.", key="coordinates")
+            raise InputError(
+                "a PES scan needs at least one coordinate.", key="coordinates"
+            )
         n = {len(c.values) for c in coords}
         if len(n) != 1:
-            raise InputError(f"all scan coordinates must have the same number of points; got {sorted(n)}.", key="coordinates")
+            raise InputError(
+                f"all scan coordinates must have the same number of points; got {sorted(n)}.",
+                key="coordinates",
+            )
         object.__setattr__(self, "coordinates", coords)
 
     @property
@@ -160,7 +174,9 @@ class Job:
         if not isinstance(self.id, str) or not self.id:
             raise InputError(f"job id must be a non-empty string; got {self.id!r}.")
         if not isinstance(self.atoms, ase.Atoms) or len(self.atoms) == 0:
-            raise InputError(f"job {self.id!r}: atoms must be a non-empty ase.Atoms.", key=self.id)
+            raise InputError(
+                f"job {self.id!r}: atoms must be a non-empty ase.Atoms.", key=self.id
+            )
         n = len(self.atoms)
         if isinstance(self.task, PESScan):
             for c in self.task.coordinates:
@@ -170,8 +186,14 @@ class Job:
                         f"job {self.id!r}: scan atom index {bad[0]} out of range for {n} atoms (indices are 0-based).",
                         key=self.id,
                     )
-        if isinstance(self.task, GeometryOptimization) and self.task.relax_cell and not self.atoms.pbc.any():
-            raise InputError(f"job {self.id!r}: relax_cell needs a periodic structure.", key=self.id)
+        if (
+            isinstance(self.task, GeometryOptimization)
+            and self.task.relax_cell
+            and not self.atoms.pbc.any()
+        ):
+            raise InputError(
+                f"job {self.id!r}: relax_cell needs a periodic structure.", key=self.id
+            )
 
     @property
     def n_atoms(self) -> int:
@@ -196,7 +218,9 @@ class JobCollection:
     def add(self, job: Job) -> None:
         """Add a job; a duplicate id raises InputError."""
         if not isinstance(job, Job):
-            raise TypeError(f"JobCollection takes Job objects; got {type(job).__name__}.")
+            raise TypeError(
+                f"JobCollection takes Job objects; got {type(job).__name__}."
+            )
         if job.id in self._jobs:
             raise InputError(f"duplicate job id {job.id!r}.", key=job.id)
         self._jobs[job.id] = job

@@ -134,17 +134,29 @@ class Objective:
         self.validation_loss = LOSSES.canonical(validation_loss or loss)
         self.constraints = tuple(constraints)
         if interface.n_active == 0:
-            raise InputError("the parameter interface has no active parameters; set is_active: true on some.")
+            raise InputError(
+                "the parameter interface has no active parameters; set is_active: true on some."
+            )
         training_set.validate(jobs)
         if validation_set is not None:
             validation_set.validate(jobs)
         self.training: CompiledDataSet = training_set.compile(jobs)
-        self.validation: CompiledDataSet | None = None if validation_set is None else validation_set.compile(jobs)
+        self.validation: CompiledDataSet | None = (
+            None if validation_set is None else validation_set.compile(jobs)
+        )
         training_ids = list(self.training.job_ids)
-        extra_ids = [] if self.validation is None else [j for j in self.validation.job_ids if j not in set(training_ids)]
-        self._training_fn: EngineFn = engine.setup([jobs[i] for i in training_ids], interface.names)
+        extra_ids = (
+            []
+            if self.validation is None
+            else [j for j in self.validation.job_ids if j not in set(training_ids)]
+        )
+        self._training_fn: EngineFn = engine.setup(
+            [jobs[i] for i in training_ids], interface.names
+        )
         self._validation_fn: EngineFn | None = (
-            engine.setup([jobs[i] for i in extra_ids], interface.names) if extra_ids else None
+            engine.setup([jobs[i] for i in extra_ids], interface.names)
+            if extra_ids
+            else None
         )
 
     @property
@@ -170,7 +182,9 @@ class Objective:
             mask &= c.is_satisfied(values)
         return mask
 
-    def run_engine(self, values: np.ndarray, *, validation: bool = False) -> dict[str, JobResults]:
+    def run_engine(
+        self, values: np.ndarray, *, validation: bool = False
+    ) -> dict[str, JobResults]:
         """Engine results for all parameter values (n_vectors, n_params); never raises."""
         results = self._training_fn(values)
         if validation and self._validation_fn is not None:
@@ -197,7 +211,9 @@ class Objective:
 
         x = np.clip(np.atleast_2d(np.asarray(x_scaled, dtype=float)), 0.0, 1.0)
         if x.shape[1] != self.n_active:
-            raise InputError(f"evaluate() got points with {x.shape[1]} coordinates; expected n_active={self.n_active}.")
+            raise InputError(
+                f"evaluate() got points with {x.shape[1]} coordinates; expected n_active={self.n_active}."
+            )
         values = self.values(x)
         feasible = self.feasible(values)
         n = x.shape[0]
@@ -226,10 +242,16 @@ class Objective:
                     res[feasible] = lr.residuals
                 if contrib is not None:
                     contrib[feasible] = lr.contributions
-            return DataSetEvaluation(loss=loss, predictions=pred, residuals=res, contributions=contrib)
+            return DataSetEvaluation(
+                loss=loss, predictions=pred, residuals=res, contributions=contrib
+            )
 
         training = evaluate_set(self.training, self.loss)
-        valid = evaluate_set(self.validation, self.validation_loss) if do_validation else None  # type: ignore[arg-type]
+        valid = (
+            evaluate_set(self.validation, self.validation_loss)
+            if do_validation
+            else None
+        )  # type: ignore[arg-type]
         return Evaluation(
             x_scaled=x,
             values=values,
@@ -244,7 +266,9 @@ class Objective:
         return self.evaluate(x_scaled).training.loss
 
 
-def evaluate_chunks(objective: Objective, x_scaled: np.ndarray, **kwargs: object) -> Evaluation:
+def evaluate_chunks(
+    objective: Objective, x_scaled: np.ndarray, **kwargs: object
+) -> Evaluation:
     """Evaluate in one call (used by worker processes on their chunk)."""
     return objective.evaluate(x_scaled, **kwargs)  # type: ignore[arg-type]
 

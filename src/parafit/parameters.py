@@ -80,16 +80,28 @@ class Parameter:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
-            raise InputError(f"parameter name must be a non-empty string; got {self.name!r}.")
+            raise InputError(
+                f"parameter name must be a non-empty string; got {self.name!r}."
+            )
         value = float(self.value)
         if not math.isfinite(value):
-            raise InputError(f"parameter {self.name!r}: value must be finite; got {self.value!r}.", key=self.name)
+            raise InputError(
+                f"parameter {self.name!r}: value must be finite; got {self.value!r}.",
+                key=self.name,
+            )
         object.__setattr__(self, "value", value)
         rng = self.range
-        if rng is None or (isinstance(rng, tuple) and len(rng) == 2 and all(isinstance(v, float) and math.isnan(v) for v in rng)):
+        if rng is None or (
+            isinstance(rng, tuple)
+            and len(rng) == 2
+            and all(isinstance(v, float) and math.isnan(v) for v in rng)
+        ):
             rng = default_range(value)
         if not isinstance(rng, Sequence) or isinstance(rng, str) or len(rng) != 2:
-            raise InputError(f"parameter {self.name!r}: range must be two numbers; got {rng!r}.", key=self.name)
+            raise InputError(
+                f"parameter {self.name!r}: range must be two numbers; got {rng!r}.",
+                key=self.name,
+            )
         lo, hi = (float(rng[0]), float(rng[1]))
         if not (math.isfinite(lo) and math.isfinite(hi)) or not lo < hi:
             raise InputError(
@@ -98,14 +110,25 @@ class Parameter:
             )
         object.__setattr__(self, "range", (lo, hi))
         if not isinstance(self.is_active, bool | np.bool_):
-            raise InputError(f"parameter {self.name!r}: is_active must be true or false; got {self.is_active!r}.", key=self.name)
+            raise InputError(
+                f"parameter {self.name!r}: is_active must be true or false; got {self.is_active!r}.",
+                key=self.name,
+            )
         object.__setattr__(self, "is_active", bool(self.is_active))
         if isinstance(self.atoms, str):
-            raise InputError(f"parameter {self.name!r}: atoms must be a list of element symbols; got {self.atoms!r}.", key=self.name)
+            raise InputError(
+                f"parameter {self.name!r}: atoms must be a list of element symbols; got {self.atoms!r}.",
+                key=self.name,
+            )
         object.__setattr__(self, "atoms", tuple(str(a) for a in self.atoms))
         if self.block_index is not None:
-            if isinstance(self.block_index, bool) or not isinstance(self.block_index, int | np.integer):
-                raise InputError(f"parameter {self.name!r}: block_index must be an integer or null; got {self.block_index!r}.", key=self.name)
+            if isinstance(self.block_index, bool) or not isinstance(
+                self.block_index, int | np.integer
+            ):
+                raise InputError(
+                    f"parameter {self.name!r}: block_index must be an integer or null; got {self.block_index!r}.",
+                    key=self.name,
+                )
             object.__setattr__(self, "block_index", int(self.block_index))
         if self.sensitivity is not None:
             object.__setattr__(self, "sensitivity", float(self.sensitivity))
@@ -144,7 +167,9 @@ class Parameter:
         """Build from a YAML record; unknown or missing keys raise InputError."""
         prefix = f"{where}: " if where else ""
         if not isinstance(record, Mapping):
-            raise FormatError(f"{prefix}a parameter record must be a mapping; got {record!r}.")
+            raise FormatError(
+                f"{prefix}a parameter record must be a mapping; got {record!r}."
+            )
         unknown = set(record) - set(YAML_KEYS)
         if unknown:
             raise FormatError(
@@ -153,7 +178,10 @@ class Parameter:
             )
         for required in ("name", "value"):
             if required not in record:
-                raise FormatError(f"{prefix}parameter record lacks {required!r}.", key=str(record.get("name", "")))
+                raise FormatError(
+                    f"{prefix}parameter record lacks {required!r}.",
+                    key=str(record.get("name", "")),
+                )
         rng = record.get("range")
         try:
             return cls(
@@ -172,7 +200,9 @@ class Parameter:
         except (TypeError, ValueError) as err:
             if isinstance(err, InputError):
                 raise FormatError(f"{prefix}{err.message}", key=err.key) from err
-            raise FormatError(f"{prefix}bad parameter record {dict(record)!r}: {err}.") from err
+            raise FormatError(
+                f"{prefix}bad parameter record {dict(record)!r}: {err}."
+            ) from err
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +230,9 @@ class ParameterInterface:
         index: dict[str, int] = {}
         for i, p in enumerate(params):
             if not isinstance(p, Parameter):
-                raise TypeError(f"ParameterInterface takes Parameter objects; got {type(p).__name__}.")
+                raise TypeError(
+                    f"ParameterInterface takes Parameter objects; got {type(p).__name__}."
+                )
             if p.name in index:
                 raise InputError(f"duplicate parameter name {p.name!r}.", key=p.name)
             index[p.name] = i
@@ -291,12 +323,16 @@ class ParameterInterface:
     def full_values(self, active_values: np.ndarray) -> np.ndarray:
         """All values with the active ones replaced; (..., n_active) -> (..., n_params)."""
         active_values = np.asarray(active_values, dtype=float)
-        out = np.broadcast_to(self.values, active_values.shape[:-1] + (len(self),)).copy()
+        out = np.broadcast_to(
+            self.values, active_values.shape[:-1] + (len(self),)
+        ).copy()
         out[..., self.active_indices] = active_values
         return out
 
     # ---- functional updates -------------------------------------------------------
-    def with_values(self, values: np.ndarray | Sequence[float] | Mapping[str, float]) -> "ParameterInterface":
+    def with_values(
+        self, values: np.ndarray | Sequence[float] | Mapping[str, float]
+    ) -> "ParameterInterface":
         """A copy with new values: all (n_params,), active (n_active,), or a name->value map."""
         if isinstance(values, Mapping):
             new = list(self.parameters)
@@ -314,7 +350,10 @@ class ParameterInterface:
                 f"with_values got {arr.size} values; expected {len(self)} (all) or {self.n_active} (active)."
             )
         return ParameterInterface(
-            [dataclasses.replace(p, value=float(v)) for p, v in zip(self.parameters, full, strict=True)],
+            [
+                dataclasses.replace(p, value=float(v))
+                for p, v in zip(self.parameters, full, strict=True)
+            ],
             model=self.model,
         )
 
@@ -324,7 +363,11 @@ class ParameterInterface:
         for name in wanted:
             self.index(name)
         return ParameterInterface(
-            [dataclasses.replace(p, is_active=p.name in wanted) for p in self.parameters], model=self.model
+            [
+                dataclasses.replace(p, is_active=p.name in wanted)
+                for p in self.parameters
+            ],
+            model=self.model,
         )
 
     def replace(self, name: str, **changes: Any) -> "ParameterInterface":
@@ -345,7 +388,9 @@ class ParameterInterface:
         return "# parafit parameter interface\n" + body
 
     @classmethod
-    def from_yaml(cls, text: str, *, path: str | Path | None = None) -> "ParameterInterface":
+    def from_yaml(
+        cls, text: str, *, path: str | Path | None = None
+    ) -> "ParameterInterface":
         """Parse YAML text (our format, or a plain list of records)."""
         try:
             doc = yaml.safe_load(text)
@@ -360,19 +405,27 @@ class ParameterInterface:
         if isinstance(doc, Mapping):
             unknown = set(doc) - {"model", "parameters"}
             if unknown:
-                raise FormatError(f"unknown top-level key(s) {sorted(unknown)}; expected 'model' and 'parameters'.", path=path)
+                raise FormatError(
+                    f"unknown top-level key(s) {sorted(unknown)}; expected 'model' and 'parameters'.",
+                    path=path,
+                )
             model = str(doc.get("model") or "")
             records = doc.get("parameters")
         else:
             records = doc
         if not isinstance(records, list) or not records:
-            raise FormatError("a parameter interface needs a non-empty list of parameter records.", path=path)
+            raise FormatError(
+                "a parameter interface needs a non-empty list of parameter records.",
+                path=path,
+            )
         params = []
         for i, rec in enumerate(records):
             try:
                 params.append(Parameter.from_dict(rec, where=f"parameters[{i}]"))
             except InputError as err:
-                raise FormatError(err.message, path=path, key=err.key or f"parameters[{i}]") from err
+                raise FormatError(
+                    err.message, path=path, key=err.key or f"parameters[{i}]"
+                ) from err
         try:
             return cls(params, model=model)
         except InputError as err:
@@ -383,7 +436,9 @@ class ParameterInterface:
         """Read a parameter interface YAML file."""
         path = Path(path)
         if not path.is_file():
-            raise InputError(f"parameter interface file not found: {str(path)!r}.", path=path)
+            raise InputError(
+                f"parameter interface file not found: {str(path)!r}.", path=path
+            )
         return cls.from_yaml(path.read_text(), path=path)
 
     def save(self, path: str | Path) -> None:

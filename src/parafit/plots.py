@@ -43,10 +43,20 @@ def plot_loss(
         finite = np.isfinite(loss)
         if not finite.any():
             continue
-        ax.plot(ev[finite], loss[finite], ".", ms=2, alpha=0.35, color=color, label=f"{label} (each evaluation)")
+        ax.plot(
+            ev[finite],
+            loss[finite],
+            ".",
+            ms=2,
+            alpha=0.35,
+            color=color,
+            label=f"{label} (each evaluation)",
+        )
         best = np.minimum.accumulate(np.where(finite, loss, np.inf))
         ok = np.isfinite(best)
-        ax.plot(ev[ok], best[ok], "-", lw=1.8, color=color, label=f"{label} (best so far)")
+        ax.plot(
+            ev[ok], best[ok], "-", lw=1.8, color=color, label=f"{label} (best so far)"
+        )
     positive = [np.asarray(v[1]) for v in curves.values()]
     if any(((p > 0) & np.isfinite(p)).any() for p in positive):
         ax.set_yscale("log")
@@ -82,8 +92,24 @@ def plot_parity(
     if initial is not None:
         initial = np.asarray(initial, dtype=float).ravel()
         oki = np.isfinite(initial) & np.isfinite(reference)
-        ax.plot(reference[oki], initial[oki], "x", ms=4, color="0.6", alpha=0.6, label="initial")
-    ax.plot(reference[ok], prediction[ok], "o", ms=4, alpha=0.7, color="tab:blue", label="prediction")
+        ax.plot(
+            reference[oki],
+            initial[oki],
+            "x",
+            ms=4,
+            color="0.6",
+            alpha=0.6,
+            label="initial",
+        )
+    ax.plot(
+        reference[ok],
+        prediction[ok],
+        "o",
+        ms=4,
+        alpha=0.7,
+        color="tab:blue",
+        label="prediction",
+    )
     if ok.any():
         lo = float(min(reference[ok].min(), prediction[ok].min()))
         hi = float(max(reference[ok].max(), prediction[ok].max()))
@@ -92,7 +118,15 @@ def plot_parity(
         err = prediction[ok] - reference[ok]
         mae, rmse = float(np.mean(np.abs(err))), float(np.sqrt(np.mean(err**2)))
         text = f"N = {ok.sum()}\nMAE = {mae:.4g} {unit}\nRMSE = {rmse:.4g} {unit}"
-        ax.text(0.04, 0.96, text, transform=ax.transAxes, va="top", fontsize=9, bbox={"fc": "white", "alpha": 0.8})
+        ax.text(
+            0.04,
+            0.96,
+            text,
+            transform=ax.transAxes,
+            va="top",
+            fontsize=9,
+            bbox={"fc": "white", "alpha": 0.8},
+        )
     suffix = f" [{unit}]" if unit else ""
     ax.set_xlabel(f"reference{suffix}")
     ax.set_ylabel(f"prediction{suffix}")
@@ -133,7 +167,9 @@ def _extractor_of(expression: str) -> str:
     return m.group(1) if m else "expression"
 
 
-def parity_data(predictions_yaml: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray, str]]:
+def parity_data(
+    predictions_yaml: str | Path,
+) -> dict[str, tuple[np.ndarray, np.ndarray, str]]:
     """extractor -> (reference, prediction, unit) from a ``data_set_predictions.yaml``."""
     from parafit.dataset import DataSet
 
@@ -165,7 +201,10 @@ def redraw(results: str | Path) -> list[Path]:
     opt = results / "optimization" if (results / "optimization").is_dir() else results
     written: list[Path] = []
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for label, sub in (("training", "training_set_results"), ("validation", "validation_set_results")):
+    for label, sub in (
+        ("training", "training_set_results"),
+        ("validation", "validation_set_results"),
+    ):
         f = opt / sub / "running_loss.txt"
         if f.exists():
             ev, loss = read_running_loss(f)
@@ -197,7 +236,9 @@ def redraw(results: str | Path) -> list[Path]:
                     pred,
                     out,
                     unit=unit,
-                    initial=init[1] if init is not None and init[1].shape == pred.shape else None,
+                    initial=init[1]
+                    if init is not None and init[1].shape == pred.shape
+                    else None,
                 )
                 written.append(out)
             pes_dir = d / "pes_predictions"
@@ -205,8 +246,14 @@ def redraw(results: str | Path) -> list[Path]:
                 for txt in sorted(pes_dir.glob("*.txt")):
                     data = np.loadtxt(txt, ndmin=2)
                     header = txt.read_text().split("\n", 1)[0]
-                    unit = header.split("[", 1)[1].split("]", 1)[0] if "[" in header else ""
+                    unit = (
+                        header.split("[", 1)[1].split("]", 1)[0]
+                        if "[" in header
+                        else ""
+                    )
                     out = txt.with_suffix(".png")
-                    plot_pes(txt.stem, data[:, 0], data[:, 1], data[:, 2], out, unit=unit)
+                    plot_pes(
+                        txt.stem, data[:, 0], data[:, 1], data[:, 2], out, unit=unit
+                    )
                     written.append(out)
     return written

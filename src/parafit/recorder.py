@@ -27,7 +27,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from parafit._atomic import append_lines, read_complete_lines, write_bytes_atomic, write_text_atomic
+from parafit._atomic import (
+    append_lines,
+    read_complete_lines,
+    write_bytes_atomic,
+    write_text_atomic,
+)
 from parafit.errors import ResultsError
 
 __all__ = [
@@ -93,7 +98,14 @@ class Snapshot:
 class Recorder(Protocol):
     """Where an optimization writes. Append-only: a record is never changed later."""
 
-    def start(self, *, active_names: Sequence[str], stats_names: Sequence[str], has_validation: bool, resume_at: int | None) -> None: ...
+    def start(
+        self,
+        *,
+        active_names: Sequence[str],
+        stats_names: Sequence[str],
+        has_validation: bool,
+        resume_at: int | None,
+    ) -> None: ...
 
     def record(self, batch: BatchRecord) -> None: ...
 
@@ -134,7 +146,11 @@ class MemoryRecorder:
 
 
 def _fmt(v: float) -> str:
-    return f"{v:.10g}" if np.isfinite(v) else ("inf" if v > 0 else ("-inf" if v < 0 else "nan"))
+    return (
+        f"{v:.10g}"
+        if np.isfinite(v)
+        else ("inf" if v > 0 else ("-inf" if v < 0 else "nan"))
+    )
 
 
 class DirectoryRecorder:
@@ -149,7 +165,13 @@ class DirectoryRecorder:
             at :meth:`finish` and on checkpoints.
     """
 
-    def __init__(self, root: str | Path, *, sync_every_seconds: float = 10.0, h5_growth: float = 0.25) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        sync_every_seconds: float = 10.0,
+        h5_growth: float = 0.25,
+    ) -> None:
         self.root = Path(root)
         self.sync_every_seconds = sync_every_seconds
         self.h5_growth = h5_growth
@@ -185,7 +207,8 @@ class DirectoryRecorder:
             self._set_dir(s).mkdir(parents=True, exist_ok=True)
         headers = {
             "running_loss.txt": "# evaluation loss optimizer elapsed_s",
-            "running_active_parameters.txt": "# evaluation " + " ".join(self._active_names),
+            "running_active_parameters.txt": "# evaluation "
+            + " ".join(self._active_names),
         }
         for s in sets:
             d = self._set_dir(s)
@@ -204,13 +227,20 @@ class DirectoryRecorder:
             self._n_rows = 0
         else:
             self._n_rows = self._truncate_journal(journal, resume_at)
-            res_path, res_header = self.root / ".residuals.journal", self.root / ".residuals.journal.header"
+            res_path, res_header = (
+                self.root / ".residuals.journal",
+                self.root / ".residuals.journal.header",
+            )
             if res_path.exists() and res_header.exists():
                 width = int(res_header.read_text().split()[0]) + 1
                 raw = np.fromfile(res_path, dtype="<f8")
                 res = raw[: (raw.size // width) * width].reshape(-1, width)
-                write_bytes_atomic(res_path, res[res[:, 0] < resume_at].astype("<f8").tobytes())
-        write_text_atomic(self.root / JOURNAL_HEADER, "\n".join(self._active_names) + "\n")
+                write_bytes_atomic(
+                    res_path, res[res[:, 0] < resume_at].astype("<f8").tobytes()
+                )
+        write_text_atomic(
+            self.root / JOURNAL_HEADER, "\n".join(self._active_names) + "\n"
+        )
         self._journal = open(journal, "ab")  # noqa: SIM115 - kept open for the run
         self._last_sync = 0.0
         self._h5_rows = self._n_rows if resume_at is not None else 0
@@ -218,7 +248,13 @@ class DirectoryRecorder:
     @staticmethod
     def _truncate_log(path: Path, n_evaluations: int) -> None:
         lines = read_complete_lines(path)
-        kept = [ln for ln in lines if ln.startswith("#") or not ln.strip() or int(float(ln.split()[0])) < n_evaluations]
+        kept = [
+            ln
+            for ln in lines
+            if ln.startswith("#")
+            or not ln.strip()
+            or int(float(ln.split()[0])) < n_evaluations
+        ]
         write_text_atomic(path, "".join(ln + "\n" for ln in kept))
 
     def _truncate_journal(self, path: Path, n_evaluations: int) -> int:
@@ -237,10 +273,15 @@ class DirectoryRecorder:
         ev = batch.evaluation.astype(int)
         train = self._set_dir("training")
         loss_lines = [
-            f"{e} {_fmt(l)} {o} {t:.3f}"
-            for e, l, o, t in zip(ev, batch.training_loss, batch.optimizer, batch.elapsed, strict=True)
+            f"{e} {_fmt(v)} {o} {t:.3f}"
+            for e, v, o, t in zip(
+                ev, batch.training_loss, batch.optimizer, batch.elapsed, strict=True
+            )
         ]
-        param_lines = [f"{e} " + " ".join(f"{v:.12g}" for v in row) for e, row in zip(ev, batch.active_values, strict=True)]
+        param_lines = [
+            f"{e} " + " ".join(f"{v:.12g}" for v in row)
+            for e, row in zip(ev, batch.active_values, strict=True)
+        ]
         sync = time.monotonic() - self._last_sync >= self.sync_every_seconds
         append_lines(train / "running_loss.txt", loss_lines, sync=sync)
         append_lines(train / "running_active_parameters.txt", param_lines, sync=sync)
@@ -250,8 +291,15 @@ class DirectoryRecorder:
             append_lines(
                 vd / "running_loss.txt",
                 [
-                    f"{e} {_fmt(l)} {o} {t:.3f}"
-                    for e, l, o, t, m in zip(ev, batch.validation_loss, batch.optimizer, batch.elapsed, vmask, strict=True)
+                    f"{e} {_fmt(v)} {o} {t:.3f}"
+                    for e, v, o, t, m in zip(
+                        ev,
+                        batch.validation_loss,
+                        batch.optimizer,
+                        batch.elapsed,
+                        vmask,
+                        strict=True,
+                    )
                     if m
                 ],
                 sync=sync,
@@ -263,10 +311,22 @@ class DirectoryRecorder:
             )
         for set_name, rows in batch.stats.items():
             cols = self._stats_names.get(set_name, ())
-            lines = [f"{e} " + " ".join(_fmt(row.get(c, np.nan)) for c in cols) for e, row in sorted(rows.items())]
-            append_lines(self._set_dir(set_name) / "running_stats.txt", lines, sync=sync)
+            lines = [
+                f"{e} " + " ".join(_fmt(row.get(c, np.nan)) for c in cols)
+                for e, row in sorted(rows.items())
+            ]
+            append_lines(
+                self._set_dir(set_name) / "running_stats.txt", lines, sync=sync
+            )
         rec = np.column_stack(
-            [ev, batch.optimizer, batch.elapsed, batch.training_loss, batch.validation_loss, batch.active_values]
+            [
+                ev,
+                batch.optimizer,
+                batch.elapsed,
+                batch.training_loss,
+                batch.validation_loss,
+                batch.active_values,
+            ]
         ).astype("<f8")
         assert self._journal is not None, "start() must be called before record()"
         self._journal.write(rec.tobytes())
@@ -277,7 +337,10 @@ class DirectoryRecorder:
         self._n_rows += rec.shape[0]
         if batch.training_residuals is not None:
             self._append_residuals(ev, batch.training_residuals)
-        if self._n_rows >= max(1.0, self._h5_rows * (1 + self.h5_growth)) and self._n_rows - self._h5_rows >= 1000:
+        if (
+            self._n_rows >= max(1.0, self._h5_rows * (1 + self.h5_growth))
+            and self._n_rows - self._h5_rows >= 1000
+        ):
             self.write_h5()
 
     def _append_residuals(self, evaluation: np.ndarray, residuals: np.ndarray) -> None:
@@ -295,7 +358,9 @@ class DirectoryRecorder:
         d = self._set_dir(data_set) / kind
         d.mkdir(parents=True, exist_ok=True)
         files = dict(snapshot.files)
-        files["loss.txt"] = f"# evaluation loss\n{snapshot.evaluation} {_fmt(snapshot.loss)}\n"
+        files["loss.txt"] = (
+            f"# evaluation loss\n{snapshot.evaluation} {_fmt(snapshot.loss)}\n"
+        )
         for name, text in files.items():
             write_text_atomic(d / name, text)
         for name, draw in snapshot.figures.items():
@@ -314,7 +379,10 @@ class DirectoryRecorder:
         if self._journal is not None:
             self._journal.flush()
             os.fsync(self._journal.fileno())
-        write_bytes_atomic(self.root / "checkpoint.pkl", pickle.dumps(dict(state), protocol=pickle.HIGHEST_PROTOCOL))
+        write_bytes_atomic(
+            self.root / "checkpoint.pkl",
+            pickle.dumps(dict(state), protocol=pickle.HIGHEST_PROTOCOL),
+        )
 
     def load_checkpoint(self) -> dict[str, Any] | None:
         path = self.root / "checkpoint.pkl"
@@ -323,7 +391,9 @@ class DirectoryRecorder:
         try:
             return pickle.loads(path.read_bytes())
         except Exception as err:
-            raise ResultsError(f"{path}: checkpoint cannot be read ({err}); start a new run with --overwrite.") from err
+            raise ResultsError(
+                f"{path}: checkpoint cannot be read ({err}); start a new run with --overwrite."
+            ) from err
 
     # ---- evaluations.h5 -----------------------------------------------------------------
     def write_h5(self) -> None:
@@ -358,7 +428,9 @@ def _read_journal(root: Path) -> tuple[tuple[str, ...], np.ndarray]:
     return names, data[: n * size].reshape(n, size)
 
 
-def write_evaluations_h5(root: str | Path, active_names: Sequence[str] | None = None) -> Path:
+def write_evaluations_h5(
+    root: str | Path, active_names: Sequence[str] | None = None
+) -> Path:
     """Build ``evaluations.h5`` from the journal (atomic replace).
 
     Datasets: ``evaluation`` (n,), ``optimizer`` (n,), ``elapsed`` (n,) [s],
@@ -381,7 +453,9 @@ def write_evaluations_h5(root: str | Path, active_names: Sequence[str] | None = 
         f.create_dataset("elapsed", data=rows[:, 2])
         f.create_dataset("training_loss", data=rows[:, 3])
         f.create_dataset("validation_loss", data=rows[:, 4])
-        f.create_dataset("active_values", data=rows[:, 5:], chunks=True if rows.shape[0] else None)
+        f.create_dataset(
+            "active_values", data=rows[:, 5:], chunks=True if rows.shape[0] else None
+        )
         res_path = root / ".residuals.journal"
         res_header = root / ".residuals.journal.header"
         if res_path.exists() and res_header.exists() and rows.shape[0]:
@@ -398,7 +472,6 @@ def write_evaluations_h5(root: str | Path, active_names: Sequence[str] | None = 
         os.fsync(fh.fileno())
     os.replace(tmp, root / "evaluations.h5")
     return root / "evaluations.h5"
-
 
 
 def read_evaluations(root: str | Path) -> dict[str, np.ndarray | tuple[str, ...]]:
@@ -428,7 +501,9 @@ def read_evaluations(root: str | Path) -> dict[str, np.ndarray | tuple[str, ...]
                     "active_names": tuple(str(s) for s in f.attrs["active_names"]),
                 }
     if journal_rows is None:
-        raise ResultsError(f"{root}: no evaluations.h5 and no evaluation journal found.")
+        raise ResultsError(
+            f"{root}: no evaluations.h5 and no evaluation journal found."
+        )
     return {
         "evaluation": journal_rows[:, 0].astype(np.int64),
         "optimizer": journal_rows[:, 1].astype(np.int64),

@@ -112,7 +112,9 @@ class Engine(Protocol):
         """A parameter interface with this engine's parameters and default values/ranges."""
         ...
 
-    def setup(self, jobs: Sequence["Job"], parameter_names: Sequence[str], /) -> EngineFn:
+    def setup(
+        self, jobs: Sequence["Job"], parameter_names: Sequence[str], /
+    ) -> EngineFn:
         """Prepare for repeated evaluation of ``jobs`` (neighbour lists, arrays).
 
         Raises:
@@ -128,16 +130,22 @@ class Engine(Protocol):
 ENGINES: Registry[Callable[..., Engine]] = Registry(
     "engine", hint="Register your own with parafit.register_engine."
 )
-ENGINES.register("lj", "parafit.engines.lj:LJEngine", aliases=("lennard-jones", "lennardjones"))
+ENGINES.register(
+    "lj", "parafit.engines.lj:LJEngine", aliases=("lennard-jones", "lennardjones")
+)
 ENGINES.register("ase", "parafit.engines.ase:ASEEngine")
 
 
-def register_engine(name: str, factory: Callable[..., Engine] | str, *, aliases: tuple[str, ...] = ()) -> None:
+def register_engine(
+    name: str, factory: Callable[..., Engine] | str, *, aliases: tuple[str, ...] = ()
+) -> None:
     """Make an engine available under ``name`` in input files (``engine: {type: name}``)."""
     ENGINES.register(name, factory, aliases=aliases)
 
 
-def failed_results(job: "Job", n_vectors: int, *, n_points: int | None = None) -> JobResults:
+def failed_results(
+    job: "Job", n_vectors: int, *, n_points: int | None = None
+) -> JobResults:
     """All-NaN results with the FAILED bit, shaped for ``job`` (scan fields for PES scans)."""
     from parafit.jobs import PESScan
 
@@ -155,8 +163,12 @@ def failed_results(job: "Job", n_vectors: int, *, n_points: int | None = None) -
         forces=nan((n_vectors, n, 3), np.nan),
         stress=nan((n_vectors, 6), np.nan),
         scan_energies=None if n_points is None else nan((n_vectors, n_points), np.nan),
-        scan_coordinates=None if n_points is None else nan((n_vectors, n_points, n_coords), np.nan),
-        scan_positions=None if n_points is None else nan((n_vectors, n_points, n, 3), np.nan),
+        scan_coordinates=None
+        if n_points is None
+        else nan((n_vectors, n_points, n_coords), np.nan),
+        scan_positions=None
+        if n_points is None
+        else nan((n_vectors, n_points, n, 3), np.nan),
         n_steps=np.zeros((n_vectors,), dtype=int),
     )
 
@@ -189,4 +201,6 @@ def stack_results(per_vector: Sequence[JobResults]) -> JobResults:
 
 def merge_batches(batches: Sequence[Mapping[str, JobResults]]) -> dict[str, JobResults]:
     """Merge engine outputs computed on consecutive chunks of a parameter batch."""
-    return {job_id: stack_results([b[job_id] for b in batches]) for job_id in batches[0]}
+    return {
+        job_id: stack_results([b[job_id] for b in batches]) for job_id in batches[0]
+    }

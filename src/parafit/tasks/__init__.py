@@ -37,4 +37,6 @@ def run_task(
         return single_point.run(config, output, overwrite=overwrite)
     from parafit.tasks import optimization
 
-    return optimization.run(config, output, resume=resume, overwrite=overwrite, progress=progress)
+    return optimization.run(
+        config, output, resume=resume, overwrite=overwrite, progress=progress
+    )

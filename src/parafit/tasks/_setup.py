@@ -40,7 +40,9 @@ def build_engine(settings: dict[str, Any], *, source: Path | None = None) -> Any
     try:
         factory = ENGINES.get(name)
     except UnknownNameError as err:
-        raise ConfigError(f"key engine.type: {err}", path=source, key="engine.type") from err
+        raise ConfigError(
+            f"key engine.type: {err}", path=source, key="engine.type"
+        ) from err
     try:
         sig = inspect.signature(factory)
         params = sig.parameters
@@ -59,9 +61,15 @@ def build_engine(settings: dict[str, Any], *, source: Path | None = None) -> Any
     try:
         return factory(**settings)
     except InputError as err:
-        raise ConfigError(f"key engine: {err.message}", path=source, key="engine") from err
+        raise ConfigError(
+            f"key engine: {err.message}", path=source, key="engine"
+        ) from err
     except (TypeError, ValueError) as err:
-        raise ConfigError(f"key engine: cannot build engine {name!r}: {err}", path=source, key="engine") from err
+        raise ConfigError(
+            f"key engine: cannot build engine {name!r}: {err}",
+            path=source,
+            key="engine",
+        ) from err
 
 
 def build_problem(config: Config) -> Problem:
@@ -75,14 +83,22 @@ def build_problem(config: Config) -> Problem:
     interface = ParameterInterface.load(config.parameter_interface)
     jobs = JobCollection.load(config.job_collection)
     training = DataSet.load(config.training_set.path)
-    validation = None if config.validation_set is None else DataSet.load(config.validation_set.path)
+    validation = (
+        None
+        if config.validation_set is None
+        else DataSet.load(config.validation_set.path)
+    )
     engine = build_engine(config.engine, source=config.source)
     constraints = []
     for i, text in enumerate(config.constraints):
         try:
             constraints.append(parse_constraint(text, interface))
         except InputError as err:
-            raise ConfigError(f"key constraints[{i}]: {err.message}", path=config.source, key=f"constraints[{i}]") from err
+            raise ConfigError(
+                f"key constraints[{i}]: {err.message}",
+                path=config.source,
+                key=f"constraints[{i}]",
+            ) from err
     objective = Objective(
         engine,
         interface,
@@ -90,7 +106,9 @@ def build_problem(config: Config) -> Problem:
         training,
         validation,
         loss=config.training_set.loss,
-        validation_loss=None if config.validation_set is None else config.validation_set.loss,
+        validation_loss=None
+        if config.validation_set is None
+        else config.validation_set.loss,
         constraints=constraints,
     )
     return Problem(config, interface, jobs, training, validation, engine, objective)

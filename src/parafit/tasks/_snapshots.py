@@ -36,17 +36,31 @@ def stats_columns(compiled: Any) -> list[str]:
     return [f"{n}_{k}" for n in names for k in ("mae", "rmse")]
 
 
-def stats_table(compiled: Any, predictions: np.ndarray, contributions: np.ndarray, loss: float) -> str:
+def stats_table(
+    compiled: Any, predictions: np.ndarray, contributions: np.ndarray, loss: float
+) -> str:
     """The ``stats.txt`` table: per extractor N, MAE, RMSE (display units), share of the loss."""
     from parafit.loss import extractor_statistics
 
     stats = extractor_statistics(predictions, compiled)
     extractor = np.array(compiled.extractor_of_entry)
-    lines = [f"# loss {loss:.10g}", f"# {'extractor':<16} {'N':>7} {'MAE':>14} {'RMSE':>14} {'unit':<22} {'contribution':>12}"]
+    lines = [
+        f"# loss {loss:.10g}",
+        f"# {'extractor':<16} {'N':>7} {'MAE':>14} {'RMSE':>14} {'unit':<22} {'contribution':>12}",
+    ]
     rows = []
     for name, st in stats.items():
-        share = float(np.nansum(contributions[extractor == name]) / loss) if np.isfinite(loss) and loss > 0 else float("nan")
-        rows.append((share, f"  {name:<16} {st.n:>7d} {st.mae:>14.6g} {st.rmse:>14.6g} {st.unit:<22} {share:>12.4%}"))
+        share = (
+            float(np.nansum(contributions[extractor == name]) / loss)
+            if np.isfinite(loss) and loss > 0
+            else float("nan")
+        )
+        rows.append(
+            (
+                share,
+                f"  {name:<16} {st.n:>7d} {st.mae:>14.6g} {st.rmse:>14.6g} {st.unit:<22} {share:>12.4%}",
+            )
+        )
     rows.sort(key=lambda r: -r[0] if np.isfinite(r[0]) else 0.0)
     lines += [r[1] for r in rows]
     return "\n".join(lines) + "\n"
@@ -71,17 +85,27 @@ def make_snapshot(
     """
     from parafit.dataset import DataSet
 
-    ev = objective.evaluate(x_scaled[None, :], validation=data_set == "validation", details="all")
+    ev = objective.evaluate(
+        x_scaled[None, :], validation=data_set == "validation", details="all"
+    )
     result = ev.training if data_set == "training" else ev.validation
     compiled = objective.training if data_set == "training" else objective.validation
-    dataset = objective.training_set if data_set == "training" else objective.validation_set
+    dataset = (
+        objective.training_set if data_set == "training" else objective.validation_set
+    )
     loss = float(result.loss[0])
     pred = result.predictions[0]
-    interface = objective.interface.with_values(objective.interface.from_scaled(x_scaled))
+    interface = objective.interface.with_values(
+        objective.interface.from_scaled(x_scaled)
+    )
     files: dict[str, str] = {
         "parameter_interface.yaml": interface.to_yaml(),
-        "active_parameters.txt": "# evaluation " + " ".join(interface.active_names) + "\n"
-        + f"{evaluation} " + " ".join(f"{v:.12g}" for v in interface.active_values) + "\n",
+        "active_parameters.txt": "# evaluation "
+        + " ".join(interface.active_names)
+        + "\n"
+        + f"{evaluation} "
+        + " ".join(f"{v:.12g}" for v in interface.active_values)
+        + "\n",
         "evaluation.txt": f"{evaluation}\n",
         "stats.txt": stats_table(compiled, pred, result.contributions[0], loss),
     }
@@ -108,7 +132,11 @@ def _pes_files(objective: Any, dataset: Any, per_entry: list[Any]) -> dict[str, 
 
     out: dict[str, str] = {}
     for entry, plan, pred in zip(dataset, dataset.plans, per_entry, strict=True):
-        if len(plan.calls) != 1 or plan.calls[0].extractor != "pes" or entry.reference is None:
+        if (
+            len(plan.calls) != 1
+            or plan.calls[0].extractor != "pes"
+            or entry.reference is None
+        ):
             continue
         job = objective.jobs[plan.calls[0].job_id]
         if not isinstance(job.task, PESScan):
@@ -121,16 +149,22 @@ def _pes_files(objective: Any, dataset: Any, per_entry: list[Any]) -> dict[str, 
         kind = job.task.coordinates[0].kind
         unit = "angstrom" if kind == "distance" else "degree"
         header = f"# {kind}[{unit}] reference prediction [{entry.unit.label}]"
-        body = "\n".join(f"{c:.8g} {r:.10g} {q:.10g}" for c, r, q in zip(coord, ref, p, strict=True))
+        body = "\n".join(
+            f"{c:.8g} {r:.10g} {q:.10g}" for c, r, q in zip(coord, ref, p, strict=True)
+        )
         out[f"pes_predictions/{job.id}.txt"] = header + "\n" + body + "\n"
     return out
 
 
-def _parity_figures(compiled: Any, dataset: Any, per_entry: list[Any]) -> dict[str, Callable[[Path], None]]:
+def _parity_figures(
+    compiled: Any, dataset: Any, per_entry: list[Any]
+) -> dict[str, Callable[[Path], None]]:
     from parafit.plots import plot_parity
 
     groups: dict[str, tuple[list[float], list[float], str]] = {}
-    for entry, name, pred in zip(dataset, compiled.extractor_of_entry, per_entry, strict=True):
+    for entry, name, pred in zip(
+        dataset, compiled.extractor_of_entry, per_entry, strict=True
+    ):
         if entry.reference is None:
             continue
         ref = np.ravel(np.asarray(entry.reference, dtype=float))
@@ -143,7 +177,13 @@ def _parity_figures(compiled: Any, dataset: Any, per_entry: list[Any]) -> dict[s
     figures: dict[str, Callable[[Path], None]] = {}
     for name, (ref, pred, unit) in groups.items():
 
-        def draw(path: Path, name: str = name, ref: list[float] = ref, pred: list[float] = pred, unit: str = unit) -> None:
+        def draw(
+            path: Path,
+            name: str = name,
+            ref: list[float] = ref,
+            pred: list[float] = pred,
+            unit: str = unit,
+        ) -> None:
             plot_parity(name, np.array(ref), np.array(pred), path, unit=unit)
 
         figures[f"scatter_{name}.png"] = draw
@@ -155,13 +195,33 @@ def _pes_figures(pes_files: dict[str, str]) -> dict[str, Callable[[Path], None]]
 
     figures: dict[str, Callable[[Path], None]] = {}
     for name, text in pes_files.items():
-        rows = np.array([[float(v) for v in ln.split()] for ln in text.splitlines()[1:] if ln.strip()])
+        rows = np.array(
+            [
+                [float(v) for v in ln.split()]
+                for ln in text.splitlines()[1:]
+                if ln.strip()
+            ]
+        )
         header = text.split("\n", 1)[0]
         unit = header.rsplit("[", 1)[1].rstrip("]") if "[" in header else ""
         job = Path(name).stem
 
-        def draw(path: Path, rows: np.ndarray = rows, job: str = job, unit: str = unit, header: str = header) -> None:
-            plot_pes(job, rows[:, 0], rows[:, 1], rows[:, 2], path, unit=unit, coordinate_label=header.split()[1])
+        def draw(
+            path: Path,
+            rows: np.ndarray = rows,
+            job: str = job,
+            unit: str = unit,
+            header: str = header,
+        ) -> None:
+            plot_pes(
+                job,
+                rows[:, 0],
+                rows[:, 1],
+                rows[:, 2],
+                path,
+                unit=unit,
+                coordinate_label=header.split()[1],
+            )
 
         figures[name.replace(".txt", ".png")] = draw
     return figures

@@ -103,13 +103,27 @@ def _make_optimizers(config: Config, n_active: int, x0: np.ndarray) -> list[Any]
         try:
             factory = OPTIMIZERS.get(name)
         except UnknownNameError as err:
-            raise ConfigError(f"key optimizers[{i}].type: {err}", path=config.source, key=f"optimizers[{i}].type") from err
+            raise ConfigError(
+                f"key optimizers[{i}].type: {err}",
+                path=config.source,
+                key=f"optimizers[{i}].type",
+            ) from err
         try:
-            out.append(factory(n_active=n_active, x0=x0, seed=config.seed + i, **settings))
+            out.append(
+                factory(n_active=n_active, x0=x0, seed=config.seed + i, **settings)
+            )
         except InputError as err:
-            raise ConfigError(f"key optimizers[{i}]: {err.message}", path=config.source, key=f"optimizers[{i}]") from err
+            raise ConfigError(
+                f"key optimizers[{i}]: {err.message}",
+                path=config.source,
+                key=f"optimizers[{i}]",
+            ) from err
         except TypeError as err:
-            raise ConfigError(f"key optimizers[{i}]: {err}", path=config.source, key=f"optimizers[{i}]") from err
+            raise ConfigError(
+                f"key optimizers[{i}]: {err}",
+                path=config.source,
+                key=f"optimizers[{i}]",
+            ) from err
     return out
 
 
@@ -136,8 +150,17 @@ def run(
     objective = problem.objective
     x0 = np.clip(objective.x0_scaled(), 0.0, 1.0)
     if not np.allclose(x0, objective.x0_scaled()):
-        outside = [n for n, v in zip(problem.interface.active_names, objective.x0_scaled(), strict=True) if not 0 <= v <= 1]
-        logger.warning("initial values of %s lie outside their ranges; starting from the clipped point", outside)
+        outside = [
+            n
+            for n, v in zip(
+                problem.interface.active_names, objective.x0_scaled(), strict=True
+            )
+            if not 0 <= v <= 1
+        ]
+        logger.warning(
+            "initial values of %s lie outside their ranges; starting from the clipped point",
+            outside,
+        )
     optimizers = _make_optimizers(config, objective.n_active, x0)
     recorder: Recorder
     if output is None:
@@ -148,15 +171,24 @@ def run(
         recorder = DirectoryRecorder(output / "optimization")
         if not resume:
             copy_inputs(config, output)
-    return run_problem(problem, optimizers, recorder, x0=x0, resume=resume, progress=progress, output=output)
+    return run_problem(
+        problem,
+        optimizers,
+        recorder,
+        x0=x0,
+        resume=resume,
+        progress=progress,
+        output=output,
+    )
 
 
 def _digest(config: Config) -> str:
     import hashlib
-
     import json
 
-    keep = config.model_dump(mode="json", exclude={"exit_conditions", "checkpoint", "logging", "parallel"})
+    keep = config.model_dump(
+        mode="json", exclude={"exit_conditions", "checkpoint", "logging", "parallel"}
+    )
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -185,16 +217,24 @@ def run_problem(
     if resume:
         ckpt = recorder.load_checkpoint()
         if ckpt is None:
-            raise ResultsError(f"{output}: no checkpoint to resume from (the run did not get past its first batch?).")
+            raise ResultsError(
+                f"{output}: no checkpoint to resume from (the run did not get past its first batch?)."
+            )
         if ckpt.get("version") != CHECKPOINT_VERSION:
-            raise ResultsError(f"{output}: checkpoint version {ckpt.get('version')} is not supported.")
+            raise ResultsError(
+                f"{output}: checkpoint version {ckpt.get('version')} is not supported."
+            )
         if ckpt.get("digest") != _digest(config):
             raise ResultsError(
                 f"{output}: the input changed since the checkpoint (only exit_conditions, checkpoint, logging and "
                 "parallel may change on --resume); start a new run with --overwrite."
             )
         state = ckpt["state"]
-        logger.info("resuming at evaluation %d (best loss %.6g)", state.n_evaluations, state.best_loss)
+        logger.info(
+            "resuming at evaluation %d (best loss %.6g)",
+            state.n_evaluations,
+            state.best_loss,
+        )
 
     names = {"training": stats_columns(objective.training)}
     if has_val:
@@ -221,32 +261,79 @@ def run_problem(
     def evaluate(x: np.ndarray) -> Any:
         details = "all" if save_residuals else "predictions"
         if config.parallel.workers > 1 and len(x) > 1:
-            return concat_evaluations(executor.map_batch("evaluate", x, details=details))
+            return concat_evaluations(
+                executor.map_batch("evaluate", x, details=details)
+            )
         return objective.evaluate(x, details=details)
 
     def checkpoint() -> None:
         state.elapsed = now()
-        recorder.save_checkpoint({"version": CHECKPOINT_VERSION, "digest": _digest(config), "state": state})
+        recorder.save_checkpoint(
+            {"version": CHECKPOINT_VERSION, "digest": _digest(config), "state": state}
+        )
 
-    def write_snapshots(kind_best: bool, latest_x: np.ndarray | None, latest_eval: int, figures: bool = False) -> None:
+    def write_snapshots(
+        kind_best: bool,
+        latest_x: np.ndarray | None,
+        latest_eval: int,
+        figures: bool = False,
+    ) -> None:
         if kind_best and state.best_x is not None:
-            recorder.snapshot("best", "training", make_snapshot(objective, state.best_x, "training", state.best_evaluation, with_figures=figures))
+            recorder.snapshot(
+                "best",
+                "training",
+                make_snapshot(
+                    objective,
+                    state.best_x,
+                    "training",
+                    state.best_evaluation,
+                    with_figures=figures,
+                ),
+            )
         if latest_x is not None:
-            recorder.snapshot("latest", "training", make_snapshot(objective, latest_x, "training", latest_eval, with_figures=figures))
+            recorder.snapshot(
+                "latest",
+                "training",
+                make_snapshot(
+                    objective, latest_x, "training", latest_eval, with_figures=figures
+                ),
+            )
         if has_val and state.best_val_x is not None and kind_best:
             recorder.snapshot(
-                "best", "validation", make_snapshot(objective, state.best_val_x, "validation", state.best_val_evaluation, with_figures=figures)
+                "best",
+                "validation",
+                make_snapshot(
+                    objective,
+                    state.best_val_x,
+                    "validation",
+                    state.best_val_evaluation,
+                    with_figures=figures,
+                ),
             )
 
     try:
         # ---- evaluation 0: the initial point -------------------------------------------------
         if not resume:
-            ev = objective.evaluate(x0[None, :], validation=has_val, details="all" if save_residuals else "predictions")
+            ev = objective.evaluate(
+                x0[None, :],
+                validation=has_val,
+                details="all" if save_residuals else "predictions",
+            )
             loss0 = float(ev.training.loss[0])
-            vloss0 = float(ev.validation.loss[0]) if ev.validation is not None else float("nan")
-            stats = {"training": {0: stats_row(objective.training, ev.training.predictions[0])}}
+            vloss0 = (
+                float(ev.validation.loss[0])
+                if ev.validation is not None
+                else float("nan")
+            )
+            stats = {
+                "training": {
+                    0: stats_row(objective.training, ev.training.predictions[0])
+                }
+            }
             if ev.validation is not None:
-                stats["validation"] = {0: stats_row(objective.validation, ev.validation.predictions[0])}
+                stats["validation"] = {
+                    0: stats_row(objective.validation, ev.validation.predictions[0])
+                }
             recorder.record(
                 BatchRecord(
                     evaluation=np.array([0]),
@@ -256,19 +343,35 @@ def run_problem(
                     training_loss=np.array([loss0]),
                     validation_loss=np.array([vloss0]),
                     stats=stats,
-                    training_residuals=ev.training.residuals if save_residuals else None,
+                    training_residuals=ev.training.residuals
+                    if save_residuals
+                    else None,
                 )
             )
             state.n_evaluations = 1
             session_evals = 1
             if not np.isfinite(loss0):
-                logger.warning("the initial parameters give a non-finite training loss (a job failed?)")
+                logger.warning(
+                    "the initial parameters give a non-finite training loss (a job failed?)"
+                )
             state.best_x, state.best_loss, state.best_evaluation = x0.copy(), loss0, 0
             if has_val:
-                state.best_val_x, state.best_val_loss, state.best_val_evaluation = x0.copy(), vloss0, 0
-            recorder.snapshot("initial", "training", make_snapshot(objective, x0, "training", 0, with_figures=True))
+                state.best_val_x, state.best_val_loss, state.best_val_evaluation = (
+                    x0.copy(),
+                    vloss0,
+                    0,
+                )
+            recorder.snapshot(
+                "initial",
+                "training",
+                make_snapshot(objective, x0, "training", 0, with_figures=True),
+            )
             if has_val:
-                recorder.snapshot("initial", "validation", make_snapshot(objective, x0, "validation", 0, with_figures=True))
+                recorder.snapshot(
+                    "initial",
+                    "validation",
+                    make_snapshot(objective, x0, "validation", 0, with_figures=True),
+                )
             write_snapshots(True, x0, 0)
             checkpoint()
 
@@ -276,7 +379,10 @@ def run_problem(
         latest_x, latest_eval = state.best_x, state.best_evaluation
         while True:
             # ---- exit conditions ----------------------------------------------------------------
-            if exits.max_evaluations is not None and state.n_evaluations >= exits.max_evaluations:
+            if (
+                exits.max_evaluations is not None
+                and state.n_evaluations >= exits.max_evaluations
+            ):
                 reasons["max_evaluations"] = exits.max_evaluations
             if exits.time_limit is not None and now() >= exits.time_limit:
                 reasons["time_limit"] = exits.time_limit
@@ -328,9 +434,17 @@ def run_problem(
             j = int(np.argmin(finite))
             new_best = bool(finite[j] < state.best_loss)
             if new_best:
-                state.best_x, state.best_loss, state.best_evaluation = ev.x_scaled[j].copy(), float(finite[j]), int(numbers[j])
+                state.best_x, state.best_loss, state.best_evaluation = (
+                    ev.x_scaled[j].copy(),
+                    float(finite[j]),
+                    int(numbers[j]),
+                )
                 dirty_best = True
-                logger.info("new best loss %.6g at evaluation %d", state.best_loss, state.best_evaluation)
+                logger.info(
+                    "new best loss %.6g at evaluation %d",
+                    state.best_loss,
+                    state.best_evaluation,
+                )
             latest_x, latest_eval = ev.x_scaled[-1].copy(), int(numbers[-1])
             val_loss = np.full(n, np.nan)
             stats: dict[str, dict[int, dict[str, float]]] = {"training": {}}
@@ -340,23 +454,40 @@ def run_problem(
                 due_stats.append(j)
             for k in sorted(set(due_stats)):
                 if ev.training.predictions is not None and np.isfinite(train_loss[k]):
-                    stats["training"][int(numbers[k])] = stats_row(objective.training, ev.training.predictions[k])
+                    stats["training"][int(numbers[k])] = stats_row(
+                        objective.training, ev.training.predictions[k]
+                    )
             if has_val and vcfg is not None:
-                crossed = (state.n_evaluations - 1) // vcfg.every != (state.n_evaluations + n - 1) // vcfg.every
+                crossed = (state.n_evaluations - 1) // vcfg.every != (
+                    state.n_evaluations + n - 1
+                ) // vcfg.every
                 if crossed:
-                    vev = objective.evaluate(ev.x_scaled[j][None, :], validation=True, details="predictions")
+                    vev = objective.evaluate(
+                        ev.x_scaled[j][None, :], validation=True, details="predictions"
+                    )
                     vl = float(vev.validation.loss[0])
                     val_loss[j] = vl
-                    stats["validation"] = {int(numbers[j]): stats_row(objective.validation, vev.validation.predictions[0])}
+                    stats["validation"] = {
+                        int(numbers[j]): stats_row(
+                            objective.validation, vev.validation.predictions[0]
+                        )
+                    }
                     if vl < state.best_val_loss:
-                        state.best_val_x, state.best_val_loss, state.best_val_evaluation = ev.x_scaled[j].copy(), vl, int(numbers[j])
+                        (
+                            state.best_val_x,
+                            state.best_val_loss,
+                            state.best_val_evaluation,
+                        ) = ev.x_scaled[j].copy(), vl, int(numbers[j])
                         since_val_improved = 0
                         dirty_best = True
                     else:
                         since_val_improved += n
                 else:
                     since_val_improved += n
-                if vcfg.early_stopping_patience is not None and since_val_improved >= vcfg.early_stopping_patience:
+                if (
+                    vcfg.early_stopping_patience is not None
+                    and since_val_improved >= vcfg.early_stopping_patience
+                ):
                     reasons["early_stopping"] = {
                         "patience": vcfg.early_stopping_patience,
                         "best_validation_evaluation": state.best_val_evaluation,
@@ -370,7 +501,9 @@ def run_problem(
                     training_loss=train_loss,
                     validation_loss=val_loss,
                     stats=stats,
-                    training_residuals=ev.training.residuals if save_residuals else None,
+                    training_residuals=ev.training.residuals
+                    if save_residuals
+                    else None,
                 )
             )
             state.n_evaluations += n
@@ -391,14 +524,19 @@ def run_problem(
                         max_evaluations=exits.max_evaluations,
                         best_loss=state.best_loss,
                         elapsed=now(),
-                        evaluations_per_second=session_evals / max(time.monotonic() - session_start, 1e-9),
+                        evaluations_per_second=session_evals
+                        / max(time.monotonic() - session_start, 1e-9),
                         time_limit=exits.time_limit,
                     )
                 )
             if reasons:
                 break
         if state.n_failed:
-            logger.warning("%d of %d evaluations gave non-finite losses", state.n_failed, state.n_evaluations)
+            logger.warning(
+                "%d of %d evaluations gave non-finite losses",
+                state.n_failed,
+                state.n_evaluations,
+            )
         # ---- final outputs ----------------------------------------------------------------
         write_snapshots(True, latest_x, latest_eval, figures=True)
         checkpoint()
@@ -421,7 +559,9 @@ def run_problem(
         best_x_scaled=best_x,
         best_loss=state.best_loss,
         best_evaluation=state.best_evaluation,
-        interface=objective.interface.with_values(objective.interface.from_scaled(best_x)),
+        interface=objective.interface.with_values(
+            objective.interface.from_scaled(best_x)
+        ),
         n_evaluations=state.n_evaluations,
         stop_reasons=reasons,
         best_validation_loss=state.best_val_loss if has_val else None,

@@ -30,7 +30,9 @@ class SinglePointResult:
     output: Path | None
 
 
-def run(config: Config, output: str | Path | None, *, overwrite: bool = False) -> SinglePointResult:
+def run(
+    config: Config, output: str | Path | None, *, overwrite: bool = False
+) -> SinglePointResult:
     """Evaluate the current parameters on the training (and validation) set."""
     from parafit.tasks._setup import build_problem, copy_inputs, prepare_output
     from parafit.tasks._snapshots import make_snapshot
@@ -39,7 +41,10 @@ def run(config: Config, output: str | Path | None, *, overwrite: bool = False) -
     objective = problem.objective
     x0 = np.clip(objective.x0_scaled(), 0.0, 1.0)
     sets = ["training"] + (["validation"] if objective.has_validation else [])
-    snaps = {s: make_snapshot(objective, x0, s, 0, with_figures=output is not None) for s in sets}
+    snaps = {
+        s: make_snapshot(objective, x0, s, 0, with_figures=output is not None)
+        for s in sets
+    }
     if output is not None:
         output = Path(output)
         prepare_output(output, resume=False, overwrite=overwrite)
@@ -47,7 +52,9 @@ def run(config: Config, output: str | Path | None, *, overwrite: bool = False) -
         for s, snap in snaps.items():
             d = output / "single_point" / f"{s}_set_results"
             d.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(d / "loss.txt", f"# evaluation loss\n0 {snap.loss:.10g}\n")
+            write_text_atomic(
+                d / "loss.txt", f"# evaluation loss\n0 {snap.loss:.10g}\n"
+            )
             for name, text in snap.files.items():
                 write_text_atomic(d / name, text)
             for name, draw in snap.figures.items():
