@@ -213,24 +213,23 @@ def load_config(path: str | Path) -> Config:
     try:
         config = Config.model_validate(raw)
     except ValidationError as err:
-        first = err.errors()[0]
-        loc = tuple(first["loc"])
-        key = ".".join(str(p) for p in loc)
-        msg = first["msg"]
-        if first["type"] == "extra_forbidden":
-            allowed = _allowed_keys(loc[:-1])
-            msg = f"unknown key {loc[-1]!r}" + (
-                f"; allowed: {', '.join(allowed)}" if allowed else ""
-            )
-        elif first["type"] == "missing":
-            msg = f"missing required key {loc[-1]!r}"
-        more = (
-            f" ({len(err.errors()) - 1} more problem(s))"
-            if len(err.errors()) > 1
-            else ""
-        )
+        problems = []
+        for problem in err.errors():
+            loc = tuple(problem["loc"])
+            key = ".".join(str(p) for p in loc)
+            msg = problem["msg"]
+            if problem["type"] == "extra_forbidden":
+                allowed = _allowed_keys(loc[:-1])
+                msg = f"unknown key {loc[-1]!r}" + (
+                    f" (allowed: {', '.join(allowed)})" if allowed else ""
+                )
+            elif problem["type"] == "missing":
+                msg = f"missing required key {loc[-1]!r}"
+            problems.append((loc, key, msg))
+        loc, key, _ = problems[0]
+        text_all = "; ".join(f"key {k}: {m}" for _, k, m in problems)
         raise ConfigError(
-            f"key {key}: {msg}.{more}", path=path, line=_key_line(text, loc), key=key
+            text_all + ".", path=path, line=_key_line(text, loc), key=key
         ) from err
     base = path.parent.resolve()
     updates: dict[str, Any] = {"source": path.resolve()}
