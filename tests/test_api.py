@@ -35,9 +35,13 @@ def test_objective_batch_and_run_task(tmp_path: Path) -> None:
     jobs = JobCollection.load(EXAMPLE / "job_collection.yaml")
     training = DataSet.load(EXAMPLE / "training_set.yaml")
     params = ParameterInterface.load(EXAMPLE / "parameter_interface.yaml")
-    objective = parafit.Objective(LJEngine(["Ar"], cutoff=12.0, shift=False), params, jobs, training)
+    objective = parafit.Objective(
+        LJEngine(["Ar"], cutoff=12.0, shift=False), params, jobs, training
+    )
     x = np.vstack([objective.x0_scaled(), np.full(2, 0.5)])
     losses = objective(x)
     assert losses.shape == (2,) and np.all(np.isfinite(losses))
-    single = parafit.run_task(EXAMPLE / "parafit.yaml", None)  # in memory, nothing written
+    single = parafit.run_task(
+        EXAMPLE / "parafit.yaml", None
+    )  # in memory, nothing written
     assert single.n_evaluations > 1 and single.best_loss < losses[0]

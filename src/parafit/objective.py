@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from parafit.engines.base import Engine, EngineFn, JobResults, Status, merge_batches
+from parafit.engines.base import Engine, EngineFn, JobResults, Status
 from parafit.errors import InputError
 
 if TYPE_CHECKING:
@@ -276,6 +276,3 @@ def evaluate_chunks(
 def concat_evaluations(parts: Sequence[Evaluation]) -> Evaluation:
     """Join evaluations of consecutive chunks of a batch."""
     return _concat_evaluations(parts)
-
-
-_ = merge_batches  # re-exported for engines that evaluate chunks

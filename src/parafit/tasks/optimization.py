@@ -11,7 +11,6 @@ losing its best or restarting the evaluation counter.
 """
 
 import logging
-import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -589,7 +588,3 @@ def _final_outputs(output: Path, reasons: dict[str, Any], state: _State) -> None
         redraw(output)
     except Exception as err:  # plots never fail a finished run
         logger.warning("could not draw the loss plot: %s", err)
-
-
-def _state_pickle_roundtrip(state: _State) -> _State:  # used by tests
-    return pickle.loads(pickle.dumps(state))
