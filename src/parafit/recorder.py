@@ -20,6 +20,7 @@ import io
 import logging
 import os
 import pickle
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -268,8 +269,6 @@ class DirectoryRecorder:
     # ---- per batch ------------------------------------------------------------------
     def record(self, batch: BatchRecord) -> None:
         """Append one batch to every log (one write per file)."""
-        import time
-
         ev = batch.evaluation.astype(int)
         train = self._set_dir("training")
         loss_lines = [

@@ -38,8 +38,62 @@ def _check_common(
     return n, b, bool(include_x0)  # type: ignore[return-value]
 
 
+class _AbstractSampler:
+    """Hands out ``n_samples`` points in batches; subclasses only say how to draw them.
+
+    Subclasses set ``n_active``, ``x0``, ``n_samples``, ``batch_size``, ``include_x0``,
+    ``_book`` (a :class:`Bookkeeper`) and ``_n_asked`` and implement :meth:`_draw`.
+    """
+
+    n_active: int
+    n_samples: int
+    batch_size: int
+    _book: Bookkeeper
+    _n_asked: int
+
+    def _draw(self, start: int, k: int) -> np.ndarray:
+        """Points ``start .. start + k - 1`` of the sequence, (k, n_active)."""
+        raise NotImplementedError
+
+    def ask(self) -> np.ndarray:
+        """Next batch, (min(batch_size, remaining), n_active); the pending one if not told."""
+        if self._book.pending is not None:
+            return self._book.pending.copy()
+        k = min(self.batch_size, self.n_samples - self._n_asked)
+        if k <= 0:
+            return np.empty((0, self.n_active))
+        x = self._draw(self._n_asked, k)
+        self._n_asked += k
+        return self._book.set_pending(x)
+
+    def tell(self, x_scaled: np.ndarray, losses: np.ndarray) -> None:
+        """Record the losses of the last batch (non-finite ones are counted only)."""
+        x, y = self._book.check_tell(x_scaled, losses)
+        self._book.record(x, y)
+
+    def stop(self) -> dict[str, object]:
+        """``{"n_samples": n}`` once all points are told, else ``{}``."""
+        return (
+            {"n_samples": self.n_samples} if self._book.n_told >= self.n_samples else {}
+        )
+
+    @property
+    def best(self) -> tuple[np.ndarray, float]:
+        """Best told point (n_active,) and its loss (``(x0, inf)`` before any)."""
+        return self._book.best
+
+    @property
+    def n_told(self) -> int:
+        return self._book.n_told
+
+    @property
+    def n_failed(self) -> int:
+        """Number of told losses that were inf or nan."""
+        return self._book.n_failed
+
+
 @final
-class RandomSampler:
+class RandomSampler(_AbstractSampler):
     """Points drawn independently and uniformly from ``[0, 1]^n_active``.
 
     Args:
@@ -79,48 +133,16 @@ class RandomSampler:
         self._book = Bookkeeper(self.n_active, self.x0)
         self._n_asked = 0
 
-    def ask(self) -> np.ndarray:
-        """Next batch, (min(batch_size, remaining), n_active); the pending one if not told."""
-        if self._book.pending is not None:
-            return self._book.pending.copy()
-        k = min(self.batch_size, self.n_samples - self._n_asked)
-        if k <= 0:
-            return np.empty((0, self.n_active))
-        if self.include_x0 and self._n_asked == 0:
-            x = np.vstack([self.x0[None, :], self._rng.random((k - 1, self.n_active))])
-        else:
-            x = self._rng.random((k, self.n_active))
-        self._n_asked += k
-        return self._book.set_pending(x)
-
-    def tell(self, x_scaled: np.ndarray, losses: np.ndarray) -> None:
-        """Record the losses of the last batch (non-finite ones are counted only)."""
-        x, y = self._book.check_tell(x_scaled, losses)
-        self._book.record(x, y)
-
-    def stop(self) -> dict[str, object]:
-        """``{"n_samples": n}`` once all points are told, else ``{}``."""
-        return (
-            {"n_samples": self.n_samples} if self._book.n_told >= self.n_samples else {}
-        )
-
-    @property
-    def best(self) -> tuple[np.ndarray, float]:
-        """Best told point (n_active,) and its loss (``(x0, inf)`` before any)."""
-        return self._book.best
-
-    @property
-    def n_told(self) -> int:
-        return self._book.n_told
-
-    @property
-    def n_failed(self) -> int:
-        """Number of told losses that were inf or nan."""
-        return self._book.n_failed
+    def _draw(self, start: int, k: int) -> np.ndarray:
+        if self.include_x0 and start == 0:
+            return np.vstack(
+                [self.x0[None, :], self._rng.random((k - 1, self.n_active))]
+            )
+        return self._rng.random((k, self.n_active))
 
 
 @final
-class LatinHypercubeSampler:
+class LatinHypercubeSampler(_AbstractSampler):
     """A Latin-hypercube design of ``n_samples`` points, handed out in batches.
 
     The whole design comes from ``scipy.stats.qmc.LatinHypercube`` (scrambled): along
@@ -183,41 +205,8 @@ class LatinHypercubeSampler:
             self._design = points
         return self._design
 
-    def ask(self) -> np.ndarray:
-        """Next batch, (min(batch_size, remaining), n_active); the pending one if not told."""
-        if self._book.pending is not None:
-            return self._book.pending.copy()
-        k = min(self.batch_size, self.n_samples - self._n_asked)
-        if k <= 0:
-            return np.empty((0, self.n_active))
-        x = self.design[self._n_asked : self._n_asked + k]
-        self._n_asked += k
-        return self._book.set_pending(x)
-
-    def tell(self, x_scaled: np.ndarray, losses: np.ndarray) -> None:
-        """Record the losses of the last batch (non-finite ones are counted only)."""
-        x, y = self._book.check_tell(x_scaled, losses)
-        self._book.record(x, y)
-
-    def stop(self) -> dict[str, object]:
-        """``{"n_samples": n}`` once all points are told, else ``{}``."""
-        return (
-            {"n_samples": self.n_samples} if self._book.n_told >= self.n_samples else {}
-        )
-
-    @property
-    def best(self) -> tuple[np.ndarray, float]:
-        """Best told point (n_active,) and its loss (``(x0, inf)`` before any)."""
-        return self._book.best
-
-    @property
-    def n_told(self) -> int:
-        return self._book.n_told
-
-    @property
-    def n_failed(self) -> int:
-        """Number of told losses that were inf or nan."""
-        return self._book.n_failed
+    def _draw(self, start: int, k: int) -> np.ndarray:
+        return self.design[start : start + k]
 
     def __getstate__(self) -> dict[str, object]:
         state = {name: getattr(self, name) for name in self.__dict__}
