@@ -1,4 +1,4 @@
-"""Command-line interface: ``parafit optimize|single-point|plot|import``.
+"""Command-line interface: ``parafit optimize|sensitivity|select|single-point|plot|import``.
 
 Thin: parse, load and validate the input, call a task. Bad input exits with code 2
 and one line ``error: <message>`` on stderr (a traceback only with ``--debug``);
@@ -118,7 +118,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 class _ProgressLine:
     """A rich progress bar fed by ProgressEvent callbacks."""
 
-    def __init__(self, console: Any, *, disable: bool) -> None:
+    def __init__(self, console: Any, *, disable: bool, label: str = "optimizing") -> None:
         from rich.progress import (
             BarColumn,
             Progress,
@@ -128,7 +128,7 @@ class _ProgressLine:
         )
 
         self.progress = Progress(
-            TextColumn("[bold]optimizing"),
+            TextColumn(f"[bold]{label}"),
             BarColumn(),
             TextColumn("{task.completed:>8.0f}{task.fields[total_text]} evals"),
             TextColumn("best {task.fields[best]}"),
@@ -231,6 +231,135 @@ def optimize(
             f"best validation loss {result.best_validation_loss:.6g}", highlight=False
         )
     console.print(f"results in {output}", highlight=False)
+
+
+@app.command()
+def sensitivity(
+    input_file: InputFile,
+    output: OutputDir = Path("results"),
+    samples: Annotated[
+        Path | None,
+        typer.Option(
+            "--samples",
+            help="Analyse the samples of this earlier results directory instead of "
+            "sampling (sets run_sampling: false; no engine runs).",
+        ),
+    ] = None,
+    overwrite: Overwrite = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", min=1, help="Worker processes (overrides parallel.workers)."
+        ),
+    ] = None,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Rank the active parameters by how much the loss depends on them (HSIC)."""
+    console = _console()
+    _setup_logging(console, quiet=quiet, verbose=False)
+    try:
+        from parafit.config import load_config
+        from parafit.errors import ResultsError
+        from parafit.tasks import sensitivity as task
+
+        _enable_x64()
+        config = load_config(input_file)
+        if config.task != "sensitivity":
+            config = config.model_copy(update={"task": "sensitivity"})
+        updates: dict[str, Any] = {}
+        if samples is not None:
+            if not samples.is_dir():
+                raise ResultsError(f"--samples {samples}: not a directory.")
+            updates["sensitivity"] = config.sensitivity.model_copy(
+                update={"run_sampling": False, "samples_directory": samples.resolve()}
+            )
+        if workers is not None:
+            updates["parallel"] = config.parallel.model_copy(update={"workers": workers})
+        if updates:
+            config = config.model_copy(update=updates)
+        with _ProgressLine(
+            console, disable=quiet or not console.is_terminal, label="sampling"
+        ) as bar:
+            run = task.run(config, output, overwrite=overwrite, progress=bar)
+    except _user_errors() as err:
+        _fail(console, err, debug)
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        raise typer.Exit(code=130) from None
+    result = run.result
+    if not quiet:
+        _print_ranking(console, result)
+    console.print(
+        f"results in {output / 'sensitivity'}; make an interface with the top N active: "
+        f"parafit select {output} --top N -o interface.yaml",
+        highlight=False,
+    )
+
+
+def _print_ranking(console: Any, result: Any, limit: int = 15) -> None:
+    from rich.table import Table
+
+    table = Table(title="parameter sensitivity (HSIC)", title_justify="left")
+    table.add_column("rank", justify="right")
+    table.add_column("parameter")
+    table.add_column("mean", justify="right")
+    table.add_column("std", justify="right")
+    mean, std = result.sensitivity_mean, result.sensitivity_std
+    order = result.order()
+    for rank, i in enumerate(order[:limit], start=1):
+        table.add_row(str(rank), result.labels[i], f"{mean[i]:.4f}", f"{std[i]:.4f}")
+    if len(order) > limit:
+        table.add_row("...", f"{len(order) - limit} more", "", "")
+    console.print(table)
+
+
+@app.command()
+def select(
+    results: Annotated[
+        Path,
+        typer.Argument(
+            help="A sensitivity results directory (or its calculation_result.npz)."
+        ),
+    ],
+    output: Annotated[
+        Path,
+        typer.Option("-o", "--output", help="Parameter interface YAML to write."),
+    ],
+    top: Annotated[
+        int | None, typer.Option("--top", min=1, help="Keep the N most sensitive active.")
+    ] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            "--threshold", help="Keep those with mean sensitivity >= this (0..1)."
+        ),
+    ] = None,
+    interface: Annotated[
+        Path | None,
+        typer.Option(
+            "--interface",
+            help="Interface to start from (default: the run's "
+            "parameter_interface_with_sensitivities.yaml).",
+        ),
+    ] = None,
+    overwrite: Overwrite = False,
+    debug: Debug = False,
+) -> None:
+    """Write a parameter interface with only the most sensitive parameters active."""
+    console = _console()
+    try:
+        from parafit.errors import ResultsError
+        from parafit.sensitivity.select import select_interface
+
+        if output.exists() and not overwrite:
+            raise ResultsError(f"{output} exists; pass --overwrite to replace it.")
+        chosen, written = select_interface(
+            results, output, top=top, threshold=threshold, interface=interface
+        )
+    except _user_errors() as err:
+        _fail(console, err, debug)
+    typer.echo(f"{written}: {len(chosen)} active: {', '.join(chosen)}")
 
 
 @app.command("single-point")

@@ -34,6 +34,7 @@ __all__ = [
     "ExitConditions",
     "LoggingConfig",
     "ParallelConfig",
+    "SensitivityConfig",
     "load_config",
 ]
 
@@ -105,14 +106,78 @@ class LoggingConfig(_Strict):
     save_residuals: bool = False
 
 
+class SensitivityConfig(_Strict):
+    """The ``sensitivity:`` block (task ``sensitivity``; see docs/sensitivity.md).
+
+    Attributes:
+        run_sampling: draw and evaluate new samples (else load ``samples_directory``).
+        number_samples: samples to draw, uniform within the active ranges.
+        samples_directory: results of an earlier run to analyse when not sampling.
+        analyze: ``training_set`` or ``validation_set`` loss.
+        repeats: subsets drawn from the samples (mean and std over them).
+        samples_per_repeat: samples per subset.
+        with_replacement: draw subsets with replacement.
+        filter_infinite: drop samples with a non-finite loss.
+        parameters_kernel: ``{type: gaussian, sigma: 0.3}``.
+        loss_kernel: ``{type: conjunctive_gaussian, gamma: 0.3}`` or ``{type: gaussian, sigma: ...}``.
+        estimator: ``u`` (unbiased) or ``v`` (biased).
+        normalization: ``clip`` (sensitivities in [0, 1]) or ``raw``.
+        save_residuals: keep every sample's residuals (needed to reweight later).
+        reweight: recompute the losses from stored residuals with the current data
+            set's weights, sigmas, references and loss (``true``), or with balanced
+            weights (``balanced``); no engine runs.
+        p_values: permutations per repeat for p-values (0 = off).
+        batch_size: samples evaluated per batch while sampling.
+        seed: seed of sampling and subsets (default: the top-level ``seed``).
+    """
+
+    run_sampling: bool = True
+    number_samples: int = Field(1000, ge=4)
+    samples_directory: Path | None = None
+    analyze: Literal["training_set", "validation_set"] = "training_set"
+    repeats: int = Field(5, ge=1)
+    samples_per_repeat: int = Field(500, ge=4)
+    with_replacement: bool = False
+    filter_infinite: bool = True
+    parameters_kernel: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "gaussian", "sigma": 0.3}
+    )
+    loss_kernel: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "conjunctive_gaussian", "gamma": 0.3}
+    )
+    estimator: Literal["u", "v"] = "u"
+    normalization: Literal["clip", "raw"] = "clip"
+    save_residuals: bool = False
+    reweight: bool | Literal["balanced"] = False
+    p_values: int = Field(0, ge=0)
+    batch_size: int = Field(100, ge=1)
+    seed: int | None = None
+
+    @field_validator("parameters_kernel", "loss_kernel")
+    @classmethod
+    def _kernel(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from parafit.errors import ParafitError
+        from parafit.sensitivity.kernels import make_kernel
+
+        try:
+            make_kernel(v)
+        except ParafitError as err:
+            raise ValueError(str(err)) from None
+        return v
+
+
+#: Keys every task but a sensitivity analysis of existing samples needs.
+_NEEDED = ("job_collection", "parameter_interface", "engine", "training_set")
+
+
 class Config(_Strict):
     """The whole input file; see the module docstring."""
 
-    task: Literal["optimization", "single_point"] = "optimization"
-    job_collection: Path
-    parameter_interface: Path
-    engine: dict[str, Any]
-    training_set: DataSetConfig
+    task: Literal["optimization", "single_point", "sensitivity"] = "optimization"
+    job_collection: Path | None = None
+    parameter_interface: Path | None = None
+    engine: dict[str, Any] | None = None
+    training_set: DataSetConfig | None = None
     validation_set: DataSetConfig | None = None
     optimizers: list[dict[str, Any]] = Field(default_factory=lambda: [{"type": "cma"}])
     exit_conditions: ExitConditions = ExitConditions()
@@ -120,6 +185,7 @@ class Config(_Strict):
     parallel: ParallelConfig = ParallelConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
     logging: LoggingConfig = LoggingConfig()
+    sensitivity: SensitivityConfig = SensitivityConfig()
     seed: int = 0
     source: Path | None = Field(None, exclude=True)
 
@@ -130,8 +196,8 @@ class Config(_Strict):
 
     @field_validator("engine")
     @classmethod
-    def _engine_type(cls, v: dict[str, Any]) -> dict[str, Any]:
-        if "type" not in v:
+    def _engine_type(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is not None and "type" not in v:
             raise ValueError("engine needs a 'type' (e.g. lj, ase)")
         return v
 
@@ -147,13 +213,20 @@ class Config(_Strict):
                 )
         return v
 
+    @property
+    def needs_problem(self) -> bool:
+        """Whether the task runs an engine (all but analysing existing samples)."""
+        return self.task != "sensitivity" or self.sensitivity.run_sampling
+
     def paths(self) -> dict[str, Path]:
         """The input files named in this config (key -> absolute path)."""
-        out = {
-            "job_collection": self.job_collection,
-            "parameter_interface": self.parameter_interface,
-            "training_set": self.training_set.path,
-        }
+        out: dict[str, Path] = {}
+        if self.job_collection is not None:
+            out["job_collection"] = self.job_collection
+        if self.parameter_interface is not None:
+            out["parameter_interface"] = self.parameter_interface
+        if self.training_set is not None:
+            out["training_set"] = self.training_set.path
         if self.validation_set is not None:
             out["validation_set"] = self.validation_set.path
         return out
@@ -231,13 +304,54 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(
             text_all + ".", path=path, line=_key_line(text, loc), key=key
         ) from err
+    if config.needs_problem:
+        missing = [k for k in _NEEDED if getattr(config, k) is None]
+        if missing:
+            raise ConfigError(
+                "; ".join(
+                    f"key {k}: missing required key {k!r} (task {config.task})"
+                    for k in missing
+                )
+                + ".",
+                path=path,
+                key=missing[0],
+            )
+    elif config.sensitivity.samples_directory is None:
+        raise ConfigError(
+            "key sensitivity.samples_directory: give the samples to analyse when "
+            "run_sampling is false (a results directory of an earlier run).",
+            path=path,
+            line=_key_line(text, ("sensitivity",)),
+            key="sensitivity.samples_directory",
+        )
+    if config.task == "sensitivity" and config.needs_problem:
+        if (
+            config.sensitivity.analyze == "validation_set"
+            and config.validation_set is None
+        ):
+            raise ConfigError(
+                "key sensitivity.analyze: 'validation_set' needs a validation_set.",
+                path=path,
+                line=_key_line(text, ("sensitivity", "analyze")),
+                key="sensitivity.analyze",
+            )
     base = path.parent.resolve()
     updates: dict[str, Any] = {"source": path.resolve()}
     for key in ("job_collection", "parameter_interface"):
-        updates[key] = (base / getattr(config, key)).resolve()
-    updates["training_set"] = config.training_set.model_copy(
-        update={"path": (base / config.training_set.path).resolve()}
-    )
+        if getattr(config, key) is not None:
+            updates[key] = (base / getattr(config, key)).resolve()
+    if config.training_set is not None:
+        updates["training_set"] = config.training_set.model_copy(
+            update={"path": (base / config.training_set.path).resolve()}
+        )
+    if config.sensitivity.samples_directory is not None:
+        updates["sensitivity"] = config.sensitivity.model_copy(
+            update={
+                "samples_directory": (
+                    base / config.sensitivity.samples_directory
+                ).resolve()
+            }
+        )
     if config.validation_set is not None:
         updates["validation_set"] = config.validation_set.model_copy(
             update={"path": (base / config.validation_set.path).resolve()}
@@ -256,6 +370,15 @@ def load_config(path: str | Path) -> Config:
                 line=_key_line(text, lk),
                 key=key,
             )
+    samples = config.sensitivity.samples_directory
+    if samples is not None and not config.sensitivity.run_sampling and not samples.is_dir():
+        raise ConfigError(
+            f"key sensitivity.samples_directory: directory not found: {str(samples)!r} "
+            "(paths are relative to the input file).",
+            path=path,
+            line=_key_line(text, ("sensitivity", "samples_directory")),
+            key="sensitivity.samples_directory",
+        )
     return config
 
 

@@ -43,7 +43,9 @@ __all__ = [
     "Recorder",
     "Snapshot",
     "read_evaluations",
+    "read_residuals",
     "read_running_loss",
+    "residual_layout",
 ]
 
 logger = logging.getLogger(__name__)
@@ -66,6 +68,8 @@ class BatchRecord:
         validation_loss: (n,) validation loss, NaN where not evaluated.
         stats: optional per-evaluation rows for running_stats.txt: {evaluation: {name: value}}.
         training_residuals: optional (n, n_values) residuals to keep in evaluations.h5.
+        validation_residuals: optional (n, n_values) validation-set residuals (rows
+            of evaluations without a validation loss are NaN).
     """
 
     evaluation: np.ndarray
@@ -76,6 +80,7 @@ class BatchRecord:
     validation_loss: np.ndarray
     stats: Mapping[str, Mapping[int, Mapping[str, float]]] = field(default_factory=dict)
     training_residuals: np.ndarray | None = None
+    validation_residuals: np.ndarray | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,17 +233,15 @@ class DirectoryRecorder:
             self._n_rows = 0
         else:
             self._n_rows = self._truncate_journal(journal, resume_at)
-            res_path, res_header = (
-                self.root / ".residuals.journal",
-                self.root / ".residuals.journal.header",
-            )
-            if res_path.exists() and res_header.exists():
-                width = int(res_header.read_text().split()[0]) + 1
-                raw = np.fromfile(res_path, dtype="<f8")
-                res = raw[: (raw.size // width) * width].reshape(-1, width)
-                write_bytes_atomic(
-                    res_path, res[res[:, 0] < resume_at].astype("<f8").tobytes()
-                )
+            for kind in RESIDUAL_KINDS:
+                res_path, res_header = _residual_paths(self.root, kind)
+                if res_path.exists() and res_header.exists():
+                    width = int(res_header.read_text().split()[0]) + 1
+                    raw = np.fromfile(res_path, dtype="<f8")
+                    res = raw[: (raw.size // width) * width].reshape(-1, width)
+                    write_bytes_atomic(
+                        res_path, res[res[:, 0] < resume_at].astype("<f8").tobytes()
+                    )
         write_text_atomic(
             self.root / JOURNAL_HEADER, "\n".join(self._active_names) + "\n"
         )
@@ -335,16 +338,26 @@ class DirectoryRecorder:
             self._last_sync = time.monotonic()
         self._n_rows += rec.shape[0]
         if batch.training_residuals is not None:
-            self._append_residuals(ev, batch.training_residuals)
+            self._append_residuals(ev, batch.training_residuals, "training")
+        if batch.validation_residuals is not None:
+            self._append_residuals(ev, batch.validation_residuals, "validation")
         if (
             self._n_rows >= max(1.0, self._h5_rows * (1 + self.h5_growth))
             and self._n_rows - self._h5_rows >= 1000
         ):
             self.write_h5()
 
-    def _append_residuals(self, evaluation: np.ndarray, residuals: np.ndarray) -> None:
-        path = self.root / ".residuals.journal"
-        header = self.root / ".residuals.journal.header"
+    def set_residual_layout(self, kind: str, layout: Mapping[str, np.ndarray]) -> None:
+        """Store what each residual column is (see :func:`residual_layout`), so that
+        stored residuals can be re-scored later without the input files."""
+        buf = io.BytesIO()
+        np.savez(buf, **{k: np.asarray(v) for k, v in layout.items()})
+        write_bytes_atomic(self.root / f".residuals.{kind}.layout.npz", buf.getvalue())
+
+    def _append_residuals(
+        self, evaluation: np.ndarray, residuals: np.ndarray, kind: str
+    ) -> None:
+        path, header = _residual_paths(self.root, kind)
         if not header.exists():
             write_text_atomic(header, f"{residuals.shape[1]}\n")
         rec = np.column_stack([evaluation, residuals]).astype("<f8")
@@ -419,6 +432,28 @@ class DirectoryRecorder:
             self._journal = None
 
 
+RESIDUAL_KINDS = ("training", "validation")
+
+
+def _residual_paths(root: Path, kind: str) -> tuple[Path, Path]:
+    stem = ".residuals" if kind == "training" else f".{kind}_residuals"
+    return root / f"{stem}.journal", root / f"{stem}.journal.header"
+
+
+def residual_layout(compiled: Any) -> dict[str, np.ndarray]:
+    """Plain arrays describing the values of a compiled data set: ``expressions``
+    (n_entries,), ``units`` (n_entries,), ``entry_of_value``, ``reference``,
+    ``sigma``, ``weight`` (n_values,)."""
+    return {
+        "expressions": np.array(compiled.expressions, dtype=str),
+        "units": np.array([u.label for u in compiled.unit_of_entry], dtype=str),
+        "entry_of_value": np.asarray(compiled.entry_of_value, dtype=np.int64),
+        "reference": np.asarray(compiled.reference, dtype=float),
+        "sigma": np.asarray(compiled.sigma, dtype=float),
+        "weight": np.asarray(compiled.weight, dtype=float),
+    }
+
+
 def _read_journal(root: Path) -> tuple[tuple[str, ...], np.ndarray]:
     names = tuple(n for n in (root / JOURNAL_HEADER).read_text().split("\n") if n)
     size = 5 + len(names)
@@ -455,17 +490,31 @@ def write_evaluations_h5(
         f.create_dataset(
             "active_values", data=rows[:, 5:], chunks=True if rows.shape[0] else None
         )
-        res_path = root / ".residuals.journal"
-        res_header = root / ".residuals.journal.header"
-        if res_path.exists() and res_header.exists() and rows.shape[0]:
+        ev_set = set(rows[:, 0].astype(int).tolist())
+        for kind in RESIDUAL_KINDS:
+            res_path, res_header = _residual_paths(root, kind)
+            if not (res_path.exists() and res_header.exists() and rows.shape[0]):
+                continue
             raw = np.fromfile(res_path, dtype="<f8")
             m = int(res_header.read_text().split()[0])
-            if m:
-                res = raw[: (raw.size // (m + 1)) * (m + 1)].reshape(-1, m + 1)
-                ev_set = set(rows[:, 0].astype(int).tolist())
-                res = res[[int(e) in ev_set for e in res[:, 0]]]
-                f.create_dataset("residual_evaluation", data=res[:, 0].astype(np.int64))
-                f.create_dataset("training_residuals", data=res[:, 1:], chunks=True)
+            if not m:
+                continue
+            res = raw[: (raw.size // (m + 1)) * (m + 1)].reshape(-1, m + 1)
+            res = res[[int(e) in ev_set for e in res[:, 0]]]
+            prefix = "" if kind == "training" else f"{kind}_"
+            f.create_dataset(
+                f"{prefix}residual_evaluation", data=res[:, 0].astype(np.int64)
+            )
+            f.create_dataset(f"{kind}_residuals", data=res[:, 1:], chunks=True)
+            layout_file = root / f".residuals.{kind}.layout.npz"
+            if layout_file.exists():
+                g = f.create_group(f"residual_layout/{kind}")
+                with np.load(layout_file, allow_pickle=False) as lay:
+                    for key in lay.files:
+                        arr = lay[key]
+                        if arr.dtype.kind == "U":
+                            arr = arr.astype(h5py.string_dtype()) if arr.size else arr.astype("S1")
+                        g.create_dataset(key, data=arr)
         f.flush()
     with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
@@ -512,6 +561,49 @@ def read_evaluations(root: str | Path) -> dict[str, np.ndarray | tuple[str, ...]
         "active_values": journal_rows[:, 5:],
         "active_names": names,
     }
+
+
+def read_residuals(
+    root: str | Path, kind: str = "training"
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray] | None] | None:
+    """Stored residuals of a run: ``(evaluation (n,), residuals (n, n_values),
+    layout or None)``, or None when none were saved (h5 first, then the journal)."""
+    root = Path(root)
+    prefix = "" if kind == "training" else f"{kind}_"
+    h5 = root / "evaluations.h5"
+    res_path, res_header = _residual_paths(root, kind)
+    journal_n = -1
+    if res_path.exists() and res_header.exists():
+        m = int(res_header.read_text().split()[0])
+        raw = np.fromfile(res_path, dtype="<f8")
+        journal = raw[: (raw.size // (m + 1)) * (m + 1)].reshape(-1, m + 1)
+        journal_n = journal.shape[0]
+    if h5.exists():
+        import h5py
+
+        with h5py.File(h5, "r") as f:
+            name = f"{kind}_residuals"
+            if name in f and f[name].shape[0] >= journal_n:
+                layout = None
+                if f"residual_layout/{kind}" in f:
+                    g = f[f"residual_layout/{kind}"]
+                    layout = {}
+                    for key in g:
+                        arr = g[key][:]
+                        if arr.dtype.kind in "OS":
+                            arr = np.array([
+                                a.decode() if isinstance(a, bytes) else str(a) for a in arr
+                            ], dtype=str)
+                        layout[key] = arr
+                return f[f"{prefix}residual_evaluation"][:], f[name][:], layout
+    if journal_n < 0:
+        return None
+    layout_file = root / f".residuals.{kind}.layout.npz"
+    layout = None
+    if layout_file.exists():
+        with np.load(layout_file, allow_pickle=False) as lay:
+            layout = {k: lay[k] for k in lay.files}
+    return journal[:, 0].astype(np.int64), journal[:, 1:], layout
 
 
 def read_running_loss(path: str | Path) -> tuple[np.ndarray, np.ndarray]:

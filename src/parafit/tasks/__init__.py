@@ -1,4 +1,4 @@
-"""Tasks: orchestration of optimization and single-point runs from a config."""
+"""Tasks: orchestration of optimization, sensitivity and single-point runs from a config."""
 
 from pathlib import Path
 from typing import Any
@@ -25,8 +25,9 @@ def run_task(
             :class:`~parafit.tasks.optimization.ProgressEvent` objects.
 
     Returns:
-        :class:`~parafit.tasks.optimization.OptimizationResult` or
-        :class:`~parafit.tasks.single_point.SinglePointResult`.
+        :class:`~parafit.tasks.optimization.OptimizationResult`,
+        :class:`~parafit.tasks.single_point.SinglePointResult` or
+        :class:`~parafit.tasks.sensitivity.SensitivityRunResult`.
     """
     from parafit.config import load_config
 
@@ -35,6 +36,10 @@ def run_task(
         from parafit.tasks import single_point
 
         return single_point.run(config, output, overwrite=overwrite)
+    if config.task == "sensitivity":
+        from parafit.tasks import sensitivity
+
+        return sensitivity.run(config, output, overwrite=overwrite, progress=progress)
     from parafit.tasks import optimization
 
     return optimization.run(

@@ -244,6 +244,11 @@ def run_problem(
         has_validation=has_val,
         resume_at=state.n_evaluations if resume else None,
     )
+    save_residuals = config.logging.save_residuals
+    if save_residuals and isinstance(recorder, DirectoryRecorder):
+        from parafit.recorder import residual_layout
+
+        recorder.set_residual_layout("training", residual_layout(objective.training))
     executor = make_executor(config.parallel.workers, objective)
     session_start = time.monotonic()
     elapsed_before = state.elapsed
@@ -252,7 +257,6 @@ def run_problem(
     last_snapshot = time.monotonic()
     since_val_improved = 0
     dirty_best = False
-    save_residuals = config.logging.save_residuals
 
     def now() -> float:
         return elapsed_before + (time.monotonic() - session_start)
