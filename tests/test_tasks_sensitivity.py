@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import CUTOFF, write_lj_problem
 from typer.testing import CliRunner
 
-from conftest import CUTOFF, write_lj_problem
 from parafit.cli import app
 from parafit.config import load_config
 from parafit.dataset import DataSet
@@ -116,7 +116,9 @@ def test_results_layout(sampled) -> None:
         np.testing.assert_allclose(
             data["x_bounds"][list(data["labels"]).index("Ar.Ar:rmin")], [3.7, 3.95]
         )
-    iface = ParameterInterface.load(sens / "parameter_interface_with_sensitivities.yaml")
+    iface = ParameterInterface.load(
+        sens / "parameter_interface_with_sensitivities.yaml"
+    )
     assert all(p.sensitivity is not None for p in iface)
     summary = (sens / "sensitivity_summary.txt").read_text()
     assert "repeats:            3 x 200 samples" in summary
@@ -253,7 +255,9 @@ def test_reweight_equals_a_fresh_evaluation(sampled, tmp_path) -> None:
     assert run.n_engine_evaluations == 0
     assert run.result.is_reweighted
     assert (tmp_path / "rw" / "sensitivity" / "reweight_report.txt").is_file()
-    assert (tmp_path / "rw" / "sensitivity" / "training_set_balanced_weights.yaml").is_file()
+    assert (
+        tmp_path / "rw" / "sensitivity" / "training_set_balanced_weights.yaml"
+    ).is_file()
 
 
 def test_balanced_weights_equalize_shares(sampled, tmp_path) -> None:
@@ -292,7 +296,9 @@ def test_reweight_without_residuals_is_a_clear_error(tmp_path) -> None:
 
 def test_config_errors(tmp_path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({"task": "sensitivity", "sensitivity": {"run_sampling": False}}))
+    bad.write_text(
+        yaml.safe_dump({"task": "sensitivity", "sensitivity": {"run_sampling": False}})
+    )
     with pytest.raises(ConfigError, match="samples_directory"):
         load_config(bad)
     bad.write_text(
@@ -340,7 +346,14 @@ def test_cli_sensitivity_then_select(tmp_path) -> None:
     assert "parafit select" in res.output
     res = runner.invoke(
         app,
-        ["select", str(tmp_path / "out"), "--top", "2", "-o", str(tmp_path / "top2.yaml")],
+        [
+            "select",
+            str(tmp_path / "out"),
+            "--top",
+            "2",
+            "-o",
+            str(tmp_path / "top2.yaml"),
+        ],
     )
     assert res.exit_code == 0, res.output
     iface = ParameterInterface.load(tmp_path / "top2.yaml")
@@ -360,7 +373,9 @@ def test_cli_sensitivity_then_select(tmp_path) -> None:
         ],
     )
     assert res.exit_code == 0, res.output
-    res = runner.invoke(app, ["select", str(tmp_path / "out"), "-o", str(tmp_path / "x.yaml")])
+    res = runner.invoke(
+        app, ["select", str(tmp_path / "out"), "-o", str(tmp_path / "x.yaml")]
+    )
     assert res.exit_code == 2
     assert "--top" in res.output
 

@@ -371,7 +371,11 @@ def load_config(path: str | Path) -> Config:
                 key=key,
             )
     samples = config.sensitivity.samples_directory
-    if samples is not None and not config.sensitivity.run_sampling and not samples.is_dir():
+    if (
+        samples is not None
+        and not config.sensitivity.run_sampling
+        and not samples.is_dir()
+    ):
         raise ConfigError(
             f"key sensitivity.samples_directory: directory not found: {str(samples)!r} "
             "(paths are relative to the input file).",

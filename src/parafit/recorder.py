@@ -513,7 +513,11 @@ def write_evaluations_h5(
                     for key in lay.files:
                         arr = lay[key]
                         if arr.dtype.kind == "U":
-                            arr = arr.astype(h5py.string_dtype()) if arr.size else arr.astype("S1")
+                            arr = (
+                                arr.astype(h5py.string_dtype())
+                                if arr.size
+                                else arr.astype("S1")
+                            )
                         g.create_dataset(key, data=arr)
         f.flush()
     with open(tmp, "rb") as fh:
@@ -591,9 +595,13 @@ def read_residuals(
                     for key in g:
                         arr = g[key][:]
                         if arr.dtype.kind in "OS":
-                            arr = np.array([
-                                a.decode() if isinstance(a, bytes) else str(a) for a in arr
-                            ], dtype=str)
+                            arr = np.array(
+                                [
+                                    a.decode() if isinstance(a, bytes) else str(a)
+                                    for a in arr
+                                ],
+                                dtype=str,
+                            )
                         layout[key] = arr
                 return f[f"{prefix}residual_evaluation"][:], f[name][:], layout
     if journal_n < 0:

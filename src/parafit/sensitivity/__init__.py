@@ -8,8 +8,14 @@ See ``docs/sensitivity.md``. The numeric core is :mod:`parafit.sensitivity.hsic`
 from parafit.sensitivity.analysis import analyze_samples as analyze_samples
 from parafit.sensitivity.kernels import (
     KERNELS as KERNELS,
+)
+from parafit.sensitivity.kernels import (
     ConjunctiveGaussianKernel as ConjunctiveGaussianKernel,
+)
+from parafit.sensitivity.kernels import (
     GaussianKernel as GaussianKernel,
+)
+from parafit.sensitivity.kernels import (
     make_kernel as make_kernel,
 )
 from parafit.sensitivity.result import HSICResult as HSICResult

@@ -100,7 +100,9 @@ def analyze_samples(
     if samples_per_repeat < 4:
         raise InputError(f"samples_per_repeat must be >= 4; got {samples_per_repeat}.")
     kernel_x = make_kernel(parameters_kernel or {"type": "gaussian", "sigma": 0.3})
-    kernel_y = make_kernel(loss_kernel or {"type": "conjunctive_gaussian", "gamma": 0.3})
+    kernel_y = make_kernel(
+        loss_kernel or {"type": "conjunctive_gaussian", "gamma": 0.3}
+    )
     if not hasattr(kernel_x, "gram") or getattr(kernel_x, "is_rank_one", False):
         raise InputError(
             f"the parameters kernel must be a Gaussian kernel; got {kernel_x.name!r}."

@@ -216,7 +216,11 @@ def _chunk_size(n: int, r: int, q: int) -> int:
 
 
 def _hsic_features(
-    xs: np.ndarray, kernel: GaussianKernel, r: int, loss: _LossSide, estimator: Estimator
+    xs: np.ndarray,
+    kernel: GaussianKernel,
+    r: int,
+    loss: _LossSide,
+    estimator: Estimator,
 ) -> np.ndarray:
     """(q, c) HSIC of c columns with Taylor features of rank r."""
     n, c = xs.shape
@@ -266,9 +270,7 @@ def _hsic_direct(
         dk[i0:i1] = kb[rows, rows + i0, :]
         for j in range(q):
             if loss.w is not None:
-                s_kl[j] += np.einsum(
-                    "b,bnc,n->c", loss.w[i0:i1, j], kb, loss.w[:, j]
-                )
+                s_kl[j] += np.einsum("b,bnc,n->c", loss.w[i0:i1, j], kb, loss.w[:, j])
             elif loss.gram is not None:
                 s_kl[j] += np.einsum("bnc,bn->c", kb, loss.gram[j, i0:i1])
             else:
@@ -344,7 +346,10 @@ def hsic_indices(
                 f"kernel {kernel_x.formula} needs more than the maximum number of Taylor "
                 "features on this data; use method='direct'."
             )
-    step = _chunk_size(n, r or _TILE_ROWS // 8, q)
+    if r is not None:
+        step = _chunk_size(n, r, q)
+    else:  # direct pass: a (tile, n, step) block of K and its temporaries
+        step = max(1, _CHUNK_BYTES // (8 * 2 * _TILE_ROWS * max(n, 1)))
     for s in range(0, varying.size, step):
         cols = varying[s : s + step]
         if r is not None:

@@ -126,9 +126,7 @@ class ConjunctiveGaussianKernel:
 
     @property
     def formula(self) -> str:
-        return (
-            f"l(a,b) = w(a) w(b), w(a) = exp(-a^2 / (2*{self.gamma:g}^2))"
-        )
+        return f"l(a,b) = w(a) w(b), w(a) = exp(-a^2 / (2*{self.gamma:g}^2))"
 
     @property
     def is_rank_one(self) -> bool:
@@ -148,7 +146,9 @@ KERNELS: Registry[Any] = Registry(
     "sensitivity kernel", hint="Use gaussian (sigma) or conjunctive_gaussian (gamma)."
 )
 KERNELS.register("gaussian", GaussianKernel)
-KERNELS.register("conjunctive_gaussian", ConjunctiveGaussianKernel, aliases=("conjunctive",))
+KERNELS.register(
+    "conjunctive_gaussian", ConjunctiveGaussianKernel, aliases=("conjunctive",)
+)
 
 
 def make_kernel(spec: "dict[str, Any] | Any") -> Any:

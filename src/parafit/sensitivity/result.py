@@ -6,6 +6,7 @@ code.
 """
 
 import io
+import zipfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -123,7 +124,9 @@ class HSICResult:
         """
         return [self.labels[i] for i in self.order()]
 
-    def select(self, *, top: int | None = None, threshold: float | None = None) -> list[str]:
+    def select(
+        self, *, top: int | None = None, threshold: float | None = None
+    ) -> list[str]:
         """Names of the ``top`` most sensitive parameters, or of those whose mean
         sensitivity is at least ``threshold`` (both given: both must hold)."""
         if top is None and threshold is None:
@@ -154,7 +157,11 @@ class HSICResult:
             f"analysed:           {self.analyze} ({self.loss} loss)",
             f"factors:            {len(self.labels)}",
             f"samples:            {self.n_samples} usable"
-            + (f" ({self.n_dropped} dropped: non-finite loss)" if self.n_dropped else ""),
+            + (
+                f" ({self.n_dropped} dropped: non-finite loss or parameter)"
+                if self.n_dropped
+                else ""
+            ),
             f"repeats:            {self.repeats} x {self.samples_per_repeat} samples",
             f"with replacement:   {'yes' if self.with_replacement else 'no'}",
             f"reweight:           {'yes' if self.is_reweighted else 'no'}",
@@ -226,11 +233,17 @@ class HSICResult:
                 f"{path}: no sensitivity result found (expected calculation_result.npz)."
             )
         try:
-            with np.load(path, allow_pickle=False) as data:
+            with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as data:
                 arrays = {k: data[k] for k in data.files}
-        except (OSError, ValueError) as err:
-            raise ResultsError(f"{path}: cannot read sensitivity result ({err}).") from err
-        missing = [k for k in ("labels", "x_bounds", "hsic", "sensitivities") if k not in arrays]
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            raise ResultsError(
+                f"{path}: cannot read sensitivity result ({err})."
+            ) from err
+        missing = [
+            k
+            for k in ("labels", "x_bounds", "hsic", "sensitivities")
+            if k not in arrays
+        ]
         if missing:
             raise ResultsError(f"{path}: not a sensitivity result; missing {missing}.")
         kwargs: dict[str, Any] = {

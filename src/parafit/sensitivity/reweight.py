@@ -117,9 +117,11 @@ class ScoringLayout:
                     f"entry {entry.expression!r} has no reference value.",
                     key=entry.expression,
                 )
-            r = np.broadcast_to(np.asarray(reference, float).ravel(), (m,)) if np.size(
-                reference
-            ) in (1, m) else None
+            r = (
+                np.broadcast_to(np.asarray(reference, float).ravel(), (m,))
+                if np.size(reference) in (1, m)
+                else None
+            )
             if r is None:
                 raise InputError(
                     f"entry {entry.expression!r}: {np.size(reference)} reference values "
@@ -186,15 +188,18 @@ def rescore(
 
 
 def balanced_weights(
-    residuals: np.ndarray, sampled: ScoringLayout, new: ScoringLayout, columns: np.ndarray
+    residuals: np.ndarray,
+    sampled: ScoringLayout,
+    new: ScoringLayout,
+    columns: np.ndarray,
 ) -> np.ndarray:
     """(n_entries,) weights making every entry's mean SSE term equal (see module doc).
 
     Entries whose residuals are all zero keep their mean weight.
     """
-    predictions = residuals[:, columns] * sampled.sigma[columns] + sampled.reference[
-        columns
-    ]
+    predictions = (
+        residuals[:, columns] * sampled.sigma[columns] + sampled.reference[columns]
+    )
     r2 = ((predictions - new.reference) / new.sigma) ** 2
     finite = np.isfinite(r2).all(axis=1)
     if not finite.any():
@@ -231,7 +236,11 @@ class ReweightReport:
     def shares(contributions: np.ndarray) -> np.ndarray:
         """(n_entries,) share of each entry in the mean loss of finite rows."""
         finite = np.isfinite(contributions).all(axis=1)
-        mean = contributions[finite].mean(axis=0) if finite.any() else contributions[0] * np.nan
+        mean = (
+            contributions[finite].mean(axis=0)
+            if finite.any()
+            else contributions[0] * np.nan
+        )
         total = mean.sum()
         return mean / total if total > 0 else np.zeros_like(mean)
 

@@ -86,11 +86,11 @@ def sample(
     x_all = rng.random((n_samples, objective.n_active))
     active = interface.active_indices
     if recorder is not None:
-        recorder.start(
-            active_names=interface.active_names, has_validation=validation
-        )
+        recorder.start(active_names=interface.active_names, has_validation=validation)
         if save_residuals:
-            recorder.set_residual_layout("training", residual_layout(objective.training))
+            recorder.set_residual_layout(
+                "training", residual_layout(objective.training)
+            )
             if validation:
                 recorder.set_residual_layout(
                     "validation", residual_layout(objective.validation)
@@ -178,7 +178,9 @@ def _bounds_and_groups(
 ) -> tuple[np.ndarray | str, tuple[str, ...]]:
     if interface is None:
         return "auto", names
-    bounds = np.column_stack([x.min(0), x.max(0)]) if x.size else np.zeros((len(names), 2))
+    bounds = (
+        np.column_stack([x.min(0), x.max(0)]) if x.size else np.zeros((len(names), 2))
+    )
     groups = []
     missing = []
     for j, name in enumerate(names):
@@ -245,7 +247,9 @@ def _reweighted_losses(config: Config, samples: Any) -> tuple[np.ndarray, Any, A
             key="sensitivity.reweight",
         )
     sampled = ScoringLayout.from_arrays(samples.layout)
-    set_cfg = config.training_set if cfg.analyze == "training_set" else config.validation_set
+    set_cfg = (
+        config.training_set if cfg.analyze == "training_set" else config.validation_set
+    )
     loss_name = set_cfg.loss if set_cfg is not None else "sse"
     data_set = None
     if set_cfg is not None:
@@ -259,7 +263,9 @@ def _reweighted_losses(config: Config, samples: Any) -> tuple[np.ndarray, Any, A
     loss, contrib = rescore(samples.residuals, sampled, new, columns, loss=loss_name)
     weights = balanced_weights(samples.residuals, sampled, new, columns)
     balanced = new.with_entry_weights(weights)
-    loss_b, contrib_b = rescore(samples.residuals, sampled, balanced, columns, loss=loss_name)
+    loss_b, contrib_b = rescore(
+        samples.residuals, sampled, balanced, columns, loss=loss_name
+    )
     finite = np.isfinite(loss)
     report = ReweightReport(
         expressions=new.expressions,
@@ -372,7 +378,9 @@ def run(
     report = balanced_ds = None
     if cfg.reweight:
         loss, report, balanced_ds = _reweighted_losses(config, samples)
-    set_cfg = config.training_set if cfg.analyze == "training_set" else config.validation_set
+    set_cfg = (
+        config.training_set if cfg.analyze == "training_set" else config.validation_set
+    )
     description = (
         f"{cfg.analyze.replace('_', ' ')} loss of {samples.x.shape[0]} samples "
         f"({'sampled now' if cfg.run_sampling else f'from {samples.source}'})"
@@ -409,7 +417,14 @@ def run(
         if not cfg.run_sampling:
             prepare_output(output, resume=False, overwrite=overwrite)
             copy_inputs(config, output)
-        write_outputs(output / "sensitivity", result, new_interface, report, balanced_ds, cfg.analyze)
+        write_outputs(
+            output / "sensitivity",
+            result,
+            new_interface,
+            report,
+            balanced_ds,
+            cfg.analyze,
+        )
     return SensitivityRunResult(
         result=result,
         interface=new_interface,
