@@ -417,7 +417,8 @@ def import_(
         Path,
         typer.Argument(
             help="An ASE-readable file (extxyz, ASE db, ...) with reference energies/forces, "
-            "or a ParAMS job_collection.yml / data_set.yml."
+            "a ParAMS job_collection.yml / data_set.yml, or (with --reaxff) a ReaxFF "
+            "training directory."
         ),
     ],
     output: Annotated[
@@ -425,9 +426,18 @@ def import_(
         typer.Option(
             "-o",
             "--output",
-            help="Directory for job_collection.yaml and training_set.yaml.",
+            help="Directory for job_collection.yaml and training_set.yaml "
+            "(and validation_set.yaml with --reaxff and a valSet/ folder).",
         ),
     ] = Path("."),
+    reaxff: Annotated[
+        bool,
+        typer.Option(
+            "--reaxff",
+            help="SOURCE is a classic ReaxFF directory: geo + trainset.in, optional "
+            "control and valSet/ (its own geo + trainset.in).",
+        ),
+    ] = False,
     prefix: Annotated[
         str | None,
         typer.Option(
@@ -450,15 +460,36 @@ def import_(
 
         if not source.exists():
             raise InputError(f"file not found: {str(source)!r}.", path=source)
+        if source.is_dir() and not reaxff:
+            raise InputError(
+                "a directory; pass --reaxff to import a ReaxFF training directory "
+                "(geo + trainset.in).",
+                path=source,
+            )
         output.mkdir(parents=True, exist_ok=True)
-        jobs_out, data_out = (
+        jobs_out, data_out, val_out = (
             output / "job_collection.yaml",
             output / "training_set.yaml",
+            output / "validation_set.yaml",
         )
-        if not overwrite and (jobs_out.exists() or data_out.exists()):
+        outputs = (jobs_out, data_out, val_out) if reaxff else (jobs_out, data_out)
+        if not overwrite and any(p.exists() for p in outputs):
+            names = ", ".join(p.name for p in outputs)
             raise ResultsError(
-                f"{output} already holds job_collection.yaml or training_set.yaml; pass --overwrite."
+                f"{output} already holds one of {names}; pass --overwrite."
             )
+        if reaxff:
+            from parafit.io.reaxff_import import import_reaxff_directory
+
+            jc, ds, val = import_reaxff_directory(source)
+            jc.save(jobs_out)
+            ds.save(data_out)
+            typer.echo(f"{jobs_out}: {len(jc)} jobs")
+            typer.echo(f"{data_out}: {len(ds)} entries")
+            if val is not None:
+                val.save(val_out)
+                typer.echo(f"{val_out}: {len(val)} entries")
+            return
         text_head = source.read_bytes()[:4096] if source.is_file() else b""
         if source.suffix in (".yml", ".yaml") and b"Expression" in text_head:
             from parafit.dataset import DataSet

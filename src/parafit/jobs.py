@@ -9,23 +9,29 @@ Our own YAML format (``JobCollection.save``/``load``) is documented in
 are imported by :mod:`parafit.io`.
 """
 
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import ase
+import numpy as np
 
 from parafit.errors import InputError
 
 __all__ = [
+    "AngleRestraint",
+    "BondRestraint",
     "GeometryOptimization",
     "Job",
     "JobCollection",
     "PESScan",
+    "Restraint",
     "ScanCoordinate",
     "SinglePoint",
     "Task",
+    "TorsionRestraint",
 ]
 
 OptimizerName = Literal["lbfgs", "bfgs", "fire", "bfgslinesearch"]
@@ -36,6 +42,174 @@ class SinglePoint:
     """Energy (and forces, stress, charges) at the given geometry."""
 
     kind: Literal["single_point"] = "single_point"
+
+
+def _restraint_atoms(kind: str, atoms: tuple[object, ...]) -> tuple[int, ...]:
+    """Validated 0-based atom indices of a restraint: integers >= 0, all distinct."""
+    out = []
+    for a in atoms:
+        if isinstance(a, bool) or not isinstance(a, int | np.integer):
+            raise InputError(
+                f"{kind} restraint: atom index must be an integer; got {a!r}.",
+                key="atoms",
+            )
+        if int(a) < 0:
+            raise InputError(
+                f"{kind} restraint: atom index must be >= 0 (indices are 0-based); got {a!r}.",
+                key="atoms",
+            )
+        out.append(int(a))
+    if len(set(out)) != len(out):
+        raise InputError(
+            f"{kind} restraint: atom indices must be distinct; got {out!r}.",
+            key="atoms",
+        )
+    return tuple(out)
+
+
+def _restraint_number(kind: str, what: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+        raise InputError(
+            f"{kind} restraint: {what} must be a number; got {value!r}.", key=what
+        )
+    v = float(value)  # type: ignore[arg-type]
+    if not math.isfinite(v):
+        raise InputError(
+            f"{kind} restraint: {what} must be finite; got {value!r}.", key=what
+        )
+    if what == "force_constant" and v < 0:
+        raise InputError(
+            f"{kind} restraint: force_constant must be >= 0; got {value!r}.", key=what
+        )
+    return v
+
+
+@dataclass(frozen=True, slots=True)
+class BondRestraint:
+    """Harmonic distance restraint ``E = k/2 (r - target)^2`` between atoms i and j.
+
+    Used only to drive a :class:`GeometryOptimization`; the reported energy and
+    forces are the model's, without the restraint. Distances are minimum-image in
+    periodic cells.
+
+    Attributes:
+        i, j: 0-based atom indices.
+        target: target distance [Å] (> 0).
+        force_constant: k [eV/Å^2] (>= 0).
+    """
+
+    i: int
+    j: int
+    target: float
+    force_constant: float
+    kind: Literal["bond"] = "bond"
+
+    def __post_init__(self) -> None:
+        i, j = _restraint_atoms("bond", (self.i, self.j))
+        object.__setattr__(self, "i", i)
+        object.__setattr__(self, "j", j)
+        target = _restraint_number("bond", "target", self.target)
+        if not target > 0:
+            raise InputError(
+                f"bond restraint: target must be > 0 [Å]; got {self.target!r}.",
+                key="target",
+            )
+        object.__setattr__(self, "target", target)
+        object.__setattr__(
+            self,
+            "force_constant",
+            _restraint_number("bond", "force_constant", self.force_constant),
+        )
+
+    @property
+    def atoms(self) -> tuple[int, int]:
+        return (self.i, self.j)
+
+
+@dataclass(frozen=True, slots=True)
+class AngleRestraint:
+    """Harmonic angle restraint ``E = k/2 (theta - target)^2``, angle i-j-k with vertex j.
+
+    The deviation is taken in radians. Used only to drive a
+    :class:`GeometryOptimization` (the reported energy is the model's).
+
+    Attributes:
+        i, j, k: 0-based atom indices (j is the vertex).
+        target: target angle [degrees, 0 to 180].
+        force_constant: k [eV/rad^2] (>= 0).
+    """
+
+    i: int
+    j: int
+    k: int
+    target: float
+    force_constant: float
+    kind: Literal["angle"] = "angle"
+
+    def __post_init__(self) -> None:
+        i, j, k = _restraint_atoms("angle", (self.i, self.j, self.k))
+        object.__setattr__(self, "i", i)
+        object.__setattr__(self, "j", j)
+        object.__setattr__(self, "k", k)
+        target = _restraint_number("angle", "target", self.target)
+        if not 0.0 <= target <= 180.0:
+            raise InputError(
+                f"angle restraint: target must be from 0 to 180 degrees; got {self.target!r}.",
+                key="target",
+            )
+        object.__setattr__(self, "target", target)
+        object.__setattr__(
+            self,
+            "force_constant",
+            _restraint_number("angle", "force_constant", self.force_constant),
+        )
+
+    @property
+    def atoms(self) -> tuple[int, int, int]:
+        return (self.i, self.j, self.k)
+
+
+@dataclass(frozen=True, slots=True)
+class TorsionRestraint:
+    """Harmonic torsion restraint ``E = k/2 d^2`` on the dihedral angle i-j-k-l.
+
+    ``d`` is the signed difference between the dihedral (IUPAC sign convention, as
+    ``ase.Atoms.get_dihedral``) and ``target``, wrapped to [-180, 180) degrees and
+    taken in radians. Used only to drive a :class:`GeometryOptimization`.
+
+    Attributes:
+        i, j, k, l: 0-based atom indices.
+        target: target dihedral [degrees]; any value, e.g. -60 and 300 are the same.
+        force_constant: k [eV/rad^2] (>= 0).
+    """
+
+    i: int
+    j: int
+    k: int
+    l: int  # noqa: E741
+    target: float
+    force_constant: float
+    kind: Literal["torsion"] = "torsion"
+
+    def __post_init__(self) -> None:
+        atoms = _restraint_atoms("torsion", (self.i, self.j, self.k, self.l))
+        for name, value in zip("ijkl", atoms, strict=True):
+            object.__setattr__(self, name, value)
+        object.__setattr__(
+            self, "target", _restraint_number("torsion", "target", self.target)
+        )
+        object.__setattr__(
+            self,
+            "force_constant",
+            _restraint_number("torsion", "force_constant", self.force_constant),
+        )
+
+    @property
+    def atoms(self) -> tuple[int, int, int, int]:
+        return (self.i, self.j, self.k, self.l)
+
+
+Restraint = BondRestraint | AngleRestraint | TorsionRestraint
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +224,9 @@ class GeometryOptimization:
         fmax: force tolerance [eV/Å] (default 0.01).
         relax_cell: also relax the cell (ASE ``FrechetCellFilter``); periodic jobs only.
         pretend_converged: use the last geometry when not converged (default True).
+        restraints: harmonic :class:`BondRestraint`, :class:`AngleRestraint` and
+            :class:`TorsionRestraint` added to the model while relaxing (default
+            none); the reported energy and forces are the model's own.
     """
 
     optimizer: OptimizerName = "lbfgs"
@@ -57,6 +234,7 @@ class GeometryOptimization:
     fmax: float = 0.01
     relax_cell: bool = False
     pretend_converged: bool = True
+    restraints: tuple[Restraint, ...] = ()
     kind: Literal["geometry_optimization"] = "geometry_optimization"
 
     def __post_init__(self) -> None:
@@ -72,6 +250,15 @@ class GeometryOptimization:
             )
         if not float(self.fmax) > 0:
             raise InputError(f"fmax must be > 0 [eV/Å]; got {self.fmax!r}.", key="fmax")
+        restraints = tuple(self.restraints)
+        for r in restraints:
+            if not isinstance(r, BondRestraint | AngleRestraint | TorsionRestraint):
+                raise InputError(
+                    "restraints must be BondRestraint, AngleRestraint or TorsionRestraint "
+                    f"objects; got {type(r).__name__}.",
+                    key="restraints",
+                )
+        object.__setattr__(self, "restraints", restraints)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +365,15 @@ class Job:
                 f"job {self.id!r}: atoms must be a non-empty ase.Atoms.", key=self.id
             )
         n = len(self.atoms)
+        if isinstance(self.task, GeometryOptimization):
+            for r in self.task.restraints:
+                bad = [a for a in r.atoms if not 0 <= a < n]
+                if bad:
+                    raise InputError(
+                        f"job {self.id!r}: {r.kind} restraint atom index {bad[0]} out of range "
+                        f"for {n} atoms (indices are 0-based).",
+                        key=self.id,
+                    )
         if isinstance(self.task, PESScan):
             for c in self.task.coordinates:
                 bad = [a for a in c.atoms if not 0 <= a < n]

@@ -17,7 +17,10 @@ Conventions:
   ``steps=max_iterations``; ``relax_cell`` wraps the atoms in
   ``ase.filters.FrechetCellFilter``. Atoms listed in ``job.metadata["fixed_atoms"]``
   (0-based) are held by ``ase.constraints.FixAtoms``. Reported forces are the raw
-  model forces (``apply_constraint=False``).
+  model forces (``apply_constraint=False``). The task's harmonic restraints
+  (``task.restraints``) are added to the model by :class:`RestrainedCalculator` while
+  relaxing only; the reported energy, forces and stress are the model's own at the
+  final geometry.
 * PES scan: at each point every scanned coordinate is set by moving the *last* atom of
   the coordinate together with its fragment (see :func:`moving_atoms`), the first atom
   (distance) or the first two atoms (angle, dihedral) staying put. A relaxed scan then
@@ -27,21 +30,33 @@ Conventions:
 """
 
 import logging
+import math
 from collections.abc import Collection, Sequence
 
 import numpy as np
 from ase import Atoms
-from ase.calculators.calculator import Calculator
+from ase.calculators.calculator import Calculator, all_changes
 from ase.constraints import FixAtoms, FixInternals
 from ase.geometry import find_mic
 
 from parafit.engines.base import JobResults, Status, failed_results
 from parafit.errors import EngineError
-from parafit.jobs import GeometryOptimization, Job, PESScan, ScanCoordinate, SinglePoint
+from parafit.jobs import (
+    AngleRestraint,
+    BondRestraint,
+    GeometryOptimization,
+    Job,
+    PESScan,
+    Restraint,
+    ScanCoordinate,
+    SinglePoint,
+)
 
 __all__ = [
     "DEFAULT_PROPERTIES",
+    "RestrainedCalculator",
     "failed_job_results",
+    "restraint_energy_and_forces",
     "has_stress",
     "moving_atoms",
     "run_job",
@@ -249,6 +264,149 @@ def _single_point(
     return _results(atoms, values)
 
 
+# ---- harmonic restraints ------------------------------------------------------------
+
+
+def _difference_vectors(atoms: Atoms, pairs: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Vectors r_b - r_a for each (a, b), (n_pairs, 3) [Å]; minimum image if periodic."""
+    pos = atoms.positions
+    d = np.array([pos[b] - pos[a] for a, b in pairs], dtype=float).reshape(-1, 3)
+    if atoms.pbc.any():
+        d = find_mic(d, atoms.cell, atoms.pbc)[0]
+    return d
+
+
+def _restraint_terms(
+    r: Restraint, atoms: Atoms
+) -> tuple[float, list[tuple[int, int]], np.ndarray]:
+    """Energy [eV] of one restraint and its gradient with respect to its difference vectors.
+
+    Returns:
+        (energy, pairs, g): ``g[m]`` (3,) is dE/d(r_b - r_a) for ``pairs[m] = (a, b)``
+        [eV/Å].
+    """
+    if isinstance(r, BondRestraint):
+        pairs = [(r.i, r.j)]
+        (d,) = _difference_vectors(atoms, pairs)
+        dist = float(np.linalg.norm(d))
+        delta = dist - r.target
+        g = (r.force_constant * delta / dist) * d if dist > 0 else np.zeros(3)
+        return 0.5 * r.force_constant * delta**2, pairs, g[None]
+    if isinstance(r, AngleRestraint):
+        pairs = [(r.j, r.i), (r.j, r.k)]  # u = r_i - r_j, v = r_k - r_j
+        u, v = _difference_vectors(atoms, pairs)
+        nu, nv = float(np.linalg.norm(u)), float(np.linalg.norm(v))
+        cos = float(np.clip(u @ v / (nu * nv), -1.0, 1.0))
+        theta = math.acos(cos)
+        delta = theta - math.radians(r.target)
+        sin = max(math.sqrt(max(1.0 - cos * cos, 0.0)), 1e-8)
+        dtheta_du = -(v / (nu * nv) - cos * u / nu**2) / sin
+        dtheta_dv = -(u / (nu * nv) - cos * v / nv**2) / sin
+        de = r.force_constant * delta
+        return (
+            0.5 * r.force_constant * delta**2,
+            pairs,
+            np.array([de * dtheta_du, de * dtheta_dv]),
+        )
+    # torsion: b1 = r_j - r_i, b2 = r_k - r_j, b3 = r_l - r_k
+    pairs = [(r.i, r.j), (r.j, r.k), (r.k, r.l)]
+    b1, b2, b3 = _difference_vectors(atoms, pairs)
+    m, n = np.cross(b1, b2), np.cross(b2, b3)
+    nb2 = float(np.linalg.norm(b2))
+    mm, nn = float(m @ m), float(n @ n)
+    if nb2 == 0.0 or mm == 0.0 or nn == 0.0:  # undefined dihedral: no restraint force
+        return 0.0, pairs, np.zeros((3, 3))
+    phi = math.atan2(nb2 * float(b1 @ n), float(m @ n))  # IUPAC sign, as ASE
+    delta = (phi - math.radians(r.target) + math.pi) % (2 * math.pi) - math.pi
+    dphi_di = -nb2 / mm * m
+    dphi_dl = nb2 / nn * n
+    dphi_dk = (
+        float(b1 @ b2) / nb2**2 * dphi_di - (1.0 + float(b3 @ b2) / nb2**2) * dphi_dl
+    )
+    de = r.force_constant * delta
+    g = de * np.array([-dphi_di, dphi_dk + dphi_dl, dphi_dl])
+    return 0.5 * r.force_constant * delta**2, pairs, g
+
+
+def restraint_energy_and_forces(
+    restraints: Sequence[Restraint], atoms: Atoms
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """Total energy, forces and stress of harmonic restraints.
+
+    ``E = sum k/2 (x - target)^2`` over the restraints (bond: x the distance [Å], k
+    [eV/Å^2]; angle and torsion: x in radians, k [eV/rad^2], torsion differences
+    wrapped to [-pi, pi)). Distances and angles use the minimum image in periodic
+    cells. An undefined angle or torsion (collinear atoms) gives no force.
+
+    Args:
+        restraints: the restraints (0-based atom indices).
+        atoms: the structure.
+
+    Returns:
+        (energy [eV], forces (n_atoms, 3) [eV/Å], stress (6,) Voigt [eV/Å^3], zero
+        when the cell has no volume). The stress is ``(1/V) sum_m g_m (x) d_m`` over
+        the difference vectors ``d_m`` the restraints depend on.
+    """
+    forces = np.zeros((len(atoms), 3))
+    virial = np.zeros((3, 3))
+    energy = 0.0
+    for r in restraints:
+        e, pairs, g = _restraint_terms(r, atoms)
+        energy += e
+        d = _difference_vectors(atoms, pairs)
+        for (a, b), gm, dm in zip(pairs, g, d, strict=True):
+            forces[a] += gm  # d(r_b - r_a)/d r_a = -1, force = -dE/dr
+            forces[b] -= gm
+            virial += np.outer(gm, dm)
+    volume = (
+        abs(float(np.linalg.det(np.asarray(atoms.cell)))) if atoms.pbc.any() else 0.0
+    )
+    stress = np.zeros(6)
+    if volume > 0:
+        sym = 0.5 * (virial + virial.T) / volume
+        stress = sym[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+    return energy, forces, stress
+
+
+class RestrainedCalculator(Calculator):
+    """An ASE calculator plus harmonic restraints (see :func:`restraint_energy_and_forces`).
+
+    Energy, forces and stress are the wrapped calculator's plus the restraints'. Used by
+    :func:`run_job` to relax a :class:`~parafit.jobs.GeometryOptimization` that has
+    restraints.
+
+    Args:
+        calculator: the model's calculator.
+        restraints: the restraints (0-based atom indices).
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress"]
+
+    def __init__(self, calculator: Calculator, restraints: Sequence[Restraint]) -> None:
+        super().__init__()
+        self.calculator = calculator
+        self.restraints = tuple(restraints)
+
+    def calculate(
+        self,
+        atoms: Atoms | None = None,
+        properties: Sequence[str] = ("energy",),
+        system_changes: Sequence[str] = tuple(all_changes),
+    ) -> None:
+        super().calculate(atoms, properties, system_changes)
+        target = atoms if atoms is not None else self.atoms
+        energy, forces, stress = restraint_energy_and_forces(self.restraints, target)
+        self.results["energy"] = (
+            float(self.calculator.get_potential_energy(target)) + energy
+        )
+        self.results["free_energy"] = self.results["energy"]
+        self.results["forces"] = np.asarray(self.calculator.get_forces(target)) + forces
+        if "stress" in properties:
+            self.results["stress"] = (
+                np.asarray(self.calculator.get_stress(target), dtype=float) + stress
+            )
+
+
 def _optimize(
     job: Job,
     task: GeometryOptimization,
@@ -256,7 +414,11 @@ def _optimize(
     properties: Collection[str],
 ) -> JobResults:
     atoms = job.atoms.copy()
-    atoms.calc = calculator
+    atoms.calc = (
+        RestrainedCalculator(calculator, task.restraints)
+        if task.restraints
+        else calculator
+    )
     fixed = _fixed_atoms(job)
     if fixed:
         atoms.set_constraint([*atoms.constraints, FixAtoms(indices=fixed)])
@@ -276,6 +438,7 @@ def _optimize(
             status=status | int(Status.FAILED),
             n_steps=n_steps,
         )
+    atoms.calc = calculator  # report the model without the restraints
     values = _evaluate(atoms, properties, forces=True)
     if not _all_finite(*values.values(), atoms.positions, np.asarray(atoms.cell)):
         return failed_job_results(

@@ -26,13 +26,17 @@ from ase.data import atomic_numbers
 from parafit._atomic import write_text_atomic
 from parafit.errors import FormatError, InputError
 from parafit.jobs import (
+    AngleRestraint,
+    BondRestraint,
     GeometryOptimization,
     Job,
     JobCollection,
     PESScan,
+    Restraint,
     ScanCoordinate,
     SinglePoint,
     Task,
+    TorsionRestraint,
 )
 
 __all__ = [
@@ -67,6 +71,7 @@ _TASK_KEYS: dict[str, tuple[str, ...]] = {
         "fmax",
         "relax_cell",
         "pretend_converged",
+        "restraints",
     ),
     "pes_scan": (
         "type",
@@ -78,6 +83,13 @@ _TASK_KEYS: dict[str, tuple[str, ...]] = {
     ),
 }
 _COORD_KEYS = ("kind", "atoms", "values")
+_RESTRAINT_KEYS = ("kind", "atoms", "target", "force_constant")
+# restraint kind -> (class, number of atoms)
+_RESTRAINTS: dict[str, tuple[type, int]] = {
+    "bond": (BondRestraint, 2),
+    "angle": (AngleRestraint, 3),
+    "torsion": (TorsionRestraint, 4),
+}
 _RANGE_KEYS = ("start", "stop", "n_points")
 _SNIFF_BYTES = 8192
 # libyaml when available (much faster; same nodes, marks and values)
@@ -236,7 +248,7 @@ def _task_to_dict(task: Task) -> dict[str, Any]:
     if isinstance(task, SinglePoint):
         return {"type": "single_point"}
     if isinstance(task, GeometryOptimization):
-        return {
+        out: dict[str, Any] = {
             "type": "geometry_optimization",
             "optimizer": task.optimizer,
             "max_iterations": int(task.max_iterations),
@@ -244,6 +256,9 @@ def _task_to_dict(task: Task) -> dict[str, Any]:
             "relax_cell": bool(task.relax_cell),
             "pretend_converged": bool(task.pretend_converged),
         }
+        if task.restraints:
+            out["restraints"] = [_restraint_to_dict(r) for r in task.restraints]
+        return out
     if isinstance(task, PESScan):
         return {
             "type": "pes_scan",
@@ -261,6 +276,15 @@ def _task_to_dict(task: Task) -> dict[str, Any]:
             ],
         }
     raise TypeError(f"unknown task type {type(task).__name__}")
+
+
+def _restraint_to_dict(r: Restraint) -> dict[str, Any]:
+    return {
+        "kind": r.kind,
+        "atoms": [int(a) for a in r.atoms],
+        "target": float(r.target),
+        "force_constant": float(r.force_constant),
+    }
 
 
 def _plain(value: Any, job_id: str, where: str) -> Any:
@@ -697,6 +721,10 @@ def _parse_task(data: Any, node: yaml.Node | None, ctx: _Ctx) -> Task:
             for key in ("relax_cell", "pretend_converged"):
                 if key in data:
                     common[key] = _as_bool(data[key], _child(node, key), ctx, key)
+            if data.get("restraints") is not None:
+                common["restraints"] = _parse_restraints(
+                    data["restraints"], _child(node, "restraints"), ctx
+                )
             return GeometryOptimization(**common)
         if "relaxed" in data:
             common["relaxed"] = _as_bool(
@@ -746,6 +774,62 @@ def _parse_coordinates(
         except InputError as err:
             bad = _child(cnode, err.key) if err.key else None
             raise ctx.error(f"coordinates[{i}]: {err.message}", bad or cnode) from err
+    return tuple(out)
+
+
+def _parse_restraints(
+    data: Any, node: yaml.Node | None, ctx: _Ctx
+) -> tuple[Restraint, ...]:
+    """``restraints: [{kind, atoms, target, force_constant}, ...]`` -> restraint objects."""
+    if not isinstance(data, list):
+        raise ctx.error(
+            "'restraints' must be a list of {kind, atoms, target, force_constant}.",
+            node,
+        )
+    out: list[Restraint] = []
+    for i, r in enumerate(data):
+        rnode = _child(node, i)
+        what = f"restraints[{i}]"
+        if not isinstance(r, dict):
+            raise ctx.error(
+                f"{what} must be a mapping with kind, atoms, target, force_constant.",
+                rnode,
+            )
+        _check_keys(r, rnode, _RESTRAINT_KEYS, what, ctx)
+        missing = [k for k in _RESTRAINT_KEYS if k not in r]
+        if missing:
+            raise ctx.error(f"{what} is missing {', '.join(missing)}.", rnode)
+        kind = r["kind"]
+        if kind not in _RESTRAINTS:
+            raise ctx.error(
+                f"{what}: unknown restraint kind {kind!r}; use bond, angle or torsion.",
+                _child(rnode, "kind"),
+            )
+        cls, n_atoms = _RESTRAINTS[kind]
+        anode = _child(rnode, "atoms")
+        atoms = r["atoms"]
+        if not isinstance(atoms, list) or len(atoms) != n_atoms:
+            raise ctx.error(
+                f"{what}: a {kind} restraint needs a list of {n_atoms} 0-based atom "
+                f"indices; got {atoms!r}.",
+                anode or rnode,
+            )
+        idx = [
+            _as_int(a, _child(anode, j), ctx, f"{what}.atoms[{j}]")
+            for j, a in enumerate(atoms)
+        ]
+        target = _as_float(r["target"], _child(rnode, "target"), ctx, f"{what}.target")
+        k = _as_float(
+            r["force_constant"],
+            _child(rnode, "force_constant"),
+            ctx,
+            f"{what}.force_constant",
+        )
+        try:
+            out.append(cls(*idx, target, k))
+        except InputError as err:
+            bad = _child(rnode, err.key) if err.key else None
+            raise ctx.error(f"{what}: {err.message}", bad or rnode) from err
     return tuple(out)
 
 
