@@ -323,6 +323,11 @@ def run(
                 "no active parameters to sample; set is_active: true in the parameter interface.",
                 path=config.parameter_interface,
             )
+        if cfg.reweight and output is None:
+            raise InputError(
+                "reweighting needs the stored residuals of a results directory; "
+                "give an output directory."
+            )
         validation = cfg.analyze == "validation_set"
         save_residuals = cfg.save_residuals or bool(cfg.reweight)
         recorder = None
@@ -354,11 +359,6 @@ def run(
                 layout=None,
                 source=Path("."),
             )
-            if cfg.reweight:
-                raise InputError(
-                    "reweighting needs the stored residuals of a results directory; "
-                    "give an output directory."
-                )
     else:
         assert cfg.samples_directory is not None
         interface = _load_interface(config)
