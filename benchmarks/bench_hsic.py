@@ -36,7 +36,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -48,12 +47,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import RESULTS, git_commit, machine
 
 from parafit.sensitivity import GaussianKernel, analyze_samples
 from parafit.sensitivity.hsic import hsic_indices, scale_loss, scale_parameters
 from parafit.sensitivity.kernels import ConjunctiveGaussianKernel
 
-RESULTS = Path(__file__).parent / "results" / "cpu.jsonl"
 INFLUENTIAL = (0, 1, 2)
 TARGET_LARGE_S = 15.0
 TARGET_LARGE_MEMORY_MB = 2000.0  # "2 GB", taken as 2000 MiB (the stricter reading)
@@ -62,42 +61,12 @@ TARGET_OT_RATIO = 50.0
 MIB = 2.0**20
 
 
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def openturns_version() -> str | None:
     try:
         import openturns
     except ImportError:
         return None
     return str(openturns.__version__)
-
-
-def machine() -> dict[str, object]:
-    return {
-        "processor": platform.processor() or platform.machine(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "cpu_affinity": len(os.sched_getaffinity(0))
-        if hasattr(os, "sched_getaffinity")
-        else None,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "openturns": openturns_version(),
-        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-    }
 
 
 def samples(n: int, d: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -367,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         large, seed_runs, ot_size, ot_runs = (10_000, 500, 2), 50, (2000, 6), 20
     common = {
         "device": "cpu",
-        "machine": machine(),
+        "machine": machine(openturns=openturns_version()),
         "git_commit": git_commit(),
         "quick": args.quick,
     }

@@ -15,16 +15,13 @@ appends it to ``benchmarks/results/cpu.jsonl``.
 import argparse
 import datetime
 import json
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 import ase
 import numpy as np
+from _common import RESULTS, git_commit, machine
 from ase.build import bulk
 from ase.calculators.lj import LennardJones
 
@@ -32,33 +29,6 @@ from parafit.engines.lj import LJEngine
 from parafit.jobs import Job
 
 CUTOFF = 8.5
-RESULTS = Path(__file__).parent / "results" / "cpu.jsonl"
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def machine() -> dict[str, object]:
-    return {
-        "processor": platform.processor() or platform.machine(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "ase": ase.__version__,
-    }
 
 
 def argon_256() -> ase.Atoms:
@@ -121,7 +91,7 @@ def bench_batch(
         "n_vectors": n_vectors,
         "cutoff_angstrom": CUTOFF,
         "device": "cpu",
-        "machine": machine(),
+        "machine": machine(ase=ase.__version__),
         "git_commit": git_commit(),
         "quick": quick,
         "setup_s": setup_s,

@@ -20,13 +20,13 @@ Usage: ``python benchmarks/bench_objective.py [--quick]``; appends to
 import argparse
 import json
 import platform
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from _common import git_commit
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "argon_lj" / "parafit.yaml"
@@ -46,18 +46,6 @@ class _TimedFn:
         self.seconds += time.perf_counter() - t
         self.calls += 1
         return out
-
-
-def _git_commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    except OSError:
-        return "unknown"
 
 
 def run_case(name: str, max_evaluations: int, *, relax: bool) -> dict:
@@ -153,7 +141,7 @@ def run_case(name: str, max_evaluations: int, *, relax: bool) -> dict:
         "machine": platform.processor() or platform.machine(),
         "numpy": np.__version__,
         "python": platform.python_version(),
-        "commit": _git_commit(),
+        "commit": git_commit(),
     }
 
 

@@ -42,6 +42,12 @@ Overwrite = Annotated[
         "--overwrite", help="Replace an existing non-empty results directory."
     ),
 ]
+Workers = Annotated[
+    int | None,
+    typer.Option(
+        "--workers", min=1, help="Worker processes (overrides parallel.workers)."
+    ),
+]
 Quiet = Annotated[
     bool,
     typer.Option("-q", "--quiet", help="No progress bar; only warnings and errors."),
@@ -118,7 +124,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 class _ProgressLine:
     """A rich progress bar fed by ProgressEvent callbacks."""
 
-    def __init__(self, console: Any, *, disable: bool, label: str = "optimizing") -> None:
+    def __init__(
+        self, console: Any, *, disable: bool, label: str = "optimizing"
+    ) -> None:
         from rich.progress import (
             BarColumn,
             Progress,
@@ -187,12 +195,7 @@ def optimize(
         ),
     ] = False,
     overwrite: Overwrite = False,
-    workers: Annotated[
-        int | None,
-        typer.Option(
-            "--workers", min=1, help="Worker processes (overrides parallel.workers)."
-        ),
-    ] = None,
+    workers: Workers = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
     debug: Debug = False,
@@ -246,12 +249,7 @@ def sensitivity(
         ),
     ] = None,
     overwrite: Overwrite = False,
-    workers: Annotated[
-        int | None,
-        typer.Option(
-            "--workers", min=1, help="Worker processes (overrides parallel.workers)."
-        ),
-    ] = None,
+    workers: Workers = None,
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
@@ -275,7 +273,9 @@ def sensitivity(
                 update={"run_sampling": False, "samples_directory": samples.resolve()}
             )
         if workers is not None:
-            updates["parallel"] = config.parallel.model_copy(update={"workers": workers})
+            updates["parallel"] = config.parallel.model_copy(
+                update={"workers": workers}
+            )
         if updates:
             config = config.model_copy(update=updates)
         with _ProgressLine(
@@ -327,7 +327,8 @@ def select(
         typer.Option("-o", "--output", help="Parameter interface YAML to write."),
     ],
     top: Annotated[
-        int | None, typer.Option("--top", min=1, help="Keep the N most sensitive active.")
+        int | None,
+        typer.Option("--top", min=1, help="Keep the N most sensitive active."),
     ] = None,
     threshold: Annotated[
         float | None,

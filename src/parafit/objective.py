@@ -9,7 +9,7 @@ infinite loss for that vector; nothing raises for a bad vector.
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -65,7 +65,9 @@ class Evaluation:
     n_failed_jobs: np.ndarray
 
 
-def _concat_evaluations(parts: Sequence[Evaluation]) -> Evaluation:
+def concat_evaluations(parts: Sequence[Evaluation]) -> Evaluation:
+    """Join evaluations of consecutive chunks of a batch."""
+
     def cat_ds(items: Sequence[DataSetEvaluation | None]) -> DataSetEvaluation | None:
         if items[0] is None:
             return None
@@ -266,13 +268,11 @@ class Objective:
         return self.evaluate(x_scaled).training.loss
 
 
-def evaluate_chunks(
-    objective: Objective, x_scaled: np.ndarray, **kwargs: object
+def evaluate_batch(
+    objective: Objective, executor: Any, x_scaled: np.ndarray, /, **kwargs: Any
 ) -> Evaluation:
-    """Evaluate in one call (used by worker processes on their chunk)."""
-    return objective.evaluate(x_scaled, **kwargs)  # type: ignore[arg-type]
-
-
-def concat_evaluations(parts: Sequence[Evaluation]) -> Evaluation:
-    """Join evaluations of consecutive chunks of a batch."""
-    return _concat_evaluations(parts)
+    """:meth:`Objective.evaluate` on a batch, split over the executor's workers when
+    it has more than one (``executor`` holds ``objective`` as its payload)."""
+    if executor.n_workers > 1 and len(x_scaled) > 1:
+        return concat_evaluations(executor.map_batch("evaluate", x_scaled, **kwargs))
+    return objective.evaluate(x_scaled, **kwargs)

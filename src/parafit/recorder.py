@@ -234,13 +234,11 @@ class DirectoryRecorder:
         else:
             self._n_rows = self._truncate_journal(journal, resume_at)
             for kind in RESIDUAL_KINDS:
-                res_path, res_header = _residual_paths(self.root, kind)
-                if res_path.exists() and res_header.exists():
-                    width = int(res_header.read_text().split()[0]) + 1
-                    raw = np.fromfile(res_path, dtype="<f8")
-                    res = raw[: (raw.size // width) * width].reshape(-1, width)
+                res = _read_residual_journal(self.root, kind)
+                if res is not None:
                     write_bytes_atomic(
-                        res_path, res[res[:, 0] < resume_at].astype("<f8").tobytes()
+                        _residual_paths(self.root, kind)[0],
+                        res[res[:, 0] < resume_at].astype("<f8").tobytes(),
                     )
         write_text_atomic(
             self.root / JOURNAL_HEADER, "\n".join(self._active_names) + "\n"
@@ -352,7 +350,7 @@ class DirectoryRecorder:
         stored residuals can be re-scored later without the input files."""
         buf = io.BytesIO()
         np.savez(buf, **{k: np.asarray(v) for k, v in layout.items()})
-        write_bytes_atomic(self.root / f".residuals.{kind}.layout.npz", buf.getvalue())
+        write_bytes_atomic(_layout_path(self.root, kind), buf.getvalue())
 
     def _append_residuals(
         self, evaluation: np.ndarray, residuals: np.ndarray, kind: str
@@ -440,6 +438,21 @@ def _residual_paths(root: Path, kind: str) -> tuple[Path, Path]:
     return root / f"{stem}.journal", root / f"{stem}.journal.header"
 
 
+def _layout_path(root: Path, kind: str) -> Path:
+    return root / f".residuals.{kind}.layout.npz"
+
+
+def _read_residual_journal(root: Path, kind: str) -> np.ndarray | None:
+    """(n, 1 + n_values) rows ``evaluation, residuals...`` of a residual journal
+    (a cut-short last row dropped), or None when there is none."""
+    path, header = _residual_paths(root, kind)
+    if not (path.exists() and header.exists()):
+        return None
+    width = int(header.read_text().split()[0]) + 1
+    raw = np.fromfile(path, dtype="<f8")
+    return raw[: (raw.size // width) * width].reshape(-1, width)
+
+
 def residual_layout(compiled: Any) -> dict[str, np.ndarray]:
     """Plain arrays describing the values of a compiled data set: ``expressions``
     (n_entries,), ``units`` (n_entries,), ``entry_of_value``, ``reference``,
@@ -490,23 +503,17 @@ def write_evaluations_h5(
         f.create_dataset(
             "active_values", data=rows[:, 5:], chunks=True if rows.shape[0] else None
         )
-        ev_set = set(rows[:, 0].astype(int).tolist())
         for kind in RESIDUAL_KINDS:
-            res_path, res_header = _residual_paths(root, kind)
-            if not (res_path.exists() and res_header.exists() and rows.shape[0]):
+            res = _read_residual_journal(root, kind)
+            if res is None or res.shape[1] < 2 or not rows.shape[0]:
                 continue
-            raw = np.fromfile(res_path, dtype="<f8")
-            m = int(res_header.read_text().split()[0])
-            if not m:
-                continue
-            res = raw[: (raw.size // (m + 1)) * (m + 1)].reshape(-1, m + 1)
-            res = res[[int(e) in ev_set for e in res[:, 0]]]
+            res = res[np.isin(res[:, 0], rows[:, 0])]
             prefix = "" if kind == "training" else f"{kind}_"
             f.create_dataset(
                 f"{prefix}residual_evaluation", data=res[:, 0].astype(np.int64)
             )
             f.create_dataset(f"{kind}_residuals", data=res[:, 1:], chunks=True)
-            layout_file = root / f".residuals.{kind}.layout.npz"
+            layout_file = _layout_path(root, kind)
             if layout_file.exists():
                 g = f.create_group(f"residual_layout/{kind}")
                 with np.load(layout_file, allow_pickle=False) as lay:
@@ -575,13 +582,8 @@ def read_residuals(
     root = Path(root)
     prefix = "" if kind == "training" else f"{kind}_"
     h5 = root / "evaluations.h5"
-    res_path, res_header = _residual_paths(root, kind)
-    journal_n = -1
-    if res_path.exists() and res_header.exists():
-        m = int(res_header.read_text().split()[0])
-        raw = np.fromfile(res_path, dtype="<f8")
-        journal = raw[: (raw.size // (m + 1)) * (m + 1)].reshape(-1, m + 1)
-        journal_n = journal.shape[0]
+    journal = _read_residual_journal(root, kind)
+    journal_n = -1 if journal is None else journal.shape[0]
     if h5.exists():
         import h5py
 
@@ -604,9 +606,9 @@ def read_residuals(
                             )
                         layout[key] = arr
                 return f[f"{prefix}residual_evaluation"][:], f[name][:], layout
-    if journal_n < 0:
+    if journal is None:
         return None
-    layout_file = root / f".residuals.{kind}.layout.npz"
+    layout_file = _layout_path(root, kind)
     layout = None
     if layout_file.exists():
         with np.load(layout_file, allow_pickle=False) as lay:

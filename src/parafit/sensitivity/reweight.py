@@ -72,6 +72,11 @@ class ScoringLayout:
     def entry_start(self) -> np.ndarray:
         return np.concatenate([[0], np.cumsum(self.entry_sizes)[:-1]]).astype(int)
 
+    @property
+    def entry_weights(self) -> np.ndarray:
+        """(n_entries,) mean weight of each entry's values."""
+        return np.add.reduceat(self.weight, self.entry_start) / self.entry_sizes
+
     def with_entry_weights(self, weights: np.ndarray) -> "ScoringLayout":
         """The same layout with one weight per entry, (n_entries,)."""
         return ScoringLayout(
@@ -205,8 +210,7 @@ def balanced_weights(
     if not finite.any():
         raise InputError("no sample has finite residuals; cannot balance weights.")
     per_entry = np.add.reduceat(r2[finite], new.entry_start, axis=1).mean(axis=0)
-    current = np.add.reduceat(new.weight, new.entry_start) / new.entry_sizes
-    target = float(current.mean())
+    target = float(new.entry_weights.mean())
     with np.errstate(divide="ignore"):
         raw = np.where(per_entry > 0, 1.0 / per_entry, np.nan)
     scale = target / np.nanmean(raw) if np.isfinite(raw).any() else 1.0

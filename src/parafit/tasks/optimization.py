@@ -203,7 +203,7 @@ def run_problem(
 ) -> OptimizationResult:
     """The optimization loop on an already built problem (see :func:`run`)."""
     from parafit.executors import make_executor
-    from parafit.objective import concat_evaluations
+    from parafit.objective import evaluate_batch
     from parafit.tasks._snapshots import make_snapshot, stats_columns, stats_row
 
     config: Config = problem.config
@@ -263,11 +263,7 @@ def run_problem(
 
     def evaluate(x: np.ndarray) -> Any:
         details = "all" if save_residuals else "predictions"
-        if config.parallel.workers > 1 and len(x) > 1:
-            return concat_evaluations(
-                executor.map_batch("evaluate", x, details=details)
-            )
-        return objective.evaluate(x, details=details)
+        return evaluate_batch(objective, executor, x, details=details)
 
     def checkpoint() -> None:
         state.elapsed = now()

@@ -76,7 +76,7 @@ def sample(
     """
     from parafit._rng import as_generator
     from parafit.executors import make_executor
-    from parafit.objective import concat_evaluations
+    from parafit.objective import evaluate_batch
     from parafit.recorder import BatchRecord, residual_layout
     from parafit.tasks.optimization import ProgressEvent
 
@@ -104,14 +104,9 @@ def sample(
     with make_executor(workers, objective) as executor:
         for b0 in range(0, n_samples, batch_size):
             xb = x_all[b0 : b0 + batch_size]
-            if workers > 1 and len(xb) > 1:
-                ev = concat_evaluations(
-                    executor.map_batch(
-                        "evaluate", xb, validation=validation, details=details
-                    )
-                )
-            else:
-                ev = objective.evaluate(xb, validation=validation, details=details)
+            ev = evaluate_batch(
+                objective, executor, xb, validation=validation, details=details
+            )
             sl = slice(b0, b0 + len(xb))
             values[sl] = ev.values[:, active]
             train[sl] = ev.training.loss
@@ -269,7 +264,7 @@ def _reweighted_losses(config: Config, samples: Any) -> tuple[np.ndarray, Any, A
     finite = np.isfinite(loss)
     report = ReweightReport(
         expressions=new.expressions,
-        weight_before=np.add.reduceat(new.weight, new.entry_start) / new.entry_sizes,
+        weight_before=new.entry_weights,
         weight_after=weights,
         share_before=ReweightReport.shares(contrib),
         share_after=ReweightReport.shares(contrib_b),
