@@ -1,0 +1,271 @@
+"""Host-side ReaxFF interaction lists: bond candidates, angles, torsions, H-bonds.
+
+Lists depend on geometry only, except which bonds get angles, torsions and H-bonds
+(``listed``): those whose bond order may exceed the thresholds of those terms. The
+caller decides ``listed`` from bond orders computed with the parameters at hand
+(:func:`parafit.engines.reaxff.bonded.bond_orders`), and
+:func:`~parafit.engines.reaxff.bonded.list_overflow` says, inside the compiled
+function, when a parameter vector needs more. Periodic cells of any shape and size are
+handled with explicit lattice images (every image within the cutoff, not only the
+nearest).
+"""
+
+from dataclasses import dataclass, fields, replace
+
+import numpy as np
+
+from parafit.engines.reaxff.bonded import BOND_CUTOFF, HBOND_CUTOFF, Topology
+
+__all__ = [
+    "ListSizes",
+    "bond_candidates",
+    "build_topology",
+    "lattice_images",
+    "pad_topology",
+    "topology_sizes",
+]
+
+
+def lattice_images(
+    cell: np.ndarray | None, pbc: np.ndarray | None, cutoff: float
+) -> np.ndarray:
+    """(n_images, 3) int image vectors whose translations may bring atoms of the cell
+    within ``cutoff`` of each other (image 0 first)."""
+    if cell is None or pbc is None or not np.any(pbc):
+        return np.zeros((1, 3), dtype=int)
+    cell = np.asarray(cell, float)
+    inv = np.linalg.inv(cell)
+    spacing = 1.0 / np.linalg.norm(inv, axis=0)  # distance between lattice planes
+    reach = np.where(
+        np.asarray(pbc, bool), np.ceil((cutoff + 1e-9) / spacing).astype(int) + 1, 0
+    )
+    ranges = [np.arange(-k, k + 1) for k in reach]
+    grid = np.stack(np.meshgrid(*ranges, indexing="ij"), axis=-1).reshape(-1, 3)
+    order = np.argsort(np.abs(grid).sum(axis=1), kind="stable")
+    return grid[order]
+
+
+def _is_positive(image: np.ndarray) -> np.ndarray:
+    """(n,) True for image vectors whose first non-zero component is positive."""
+    first = np.where(
+        image[:, 0] != 0,
+        image[:, 0],
+        np.where(image[:, 1] != 0, image[:, 1], image[:, 2]),
+    )
+    return first > 0
+
+
+@dataclass(frozen=True)
+class _Bonds:
+    i: np.ndarray
+    j: np.ndarray
+    image: np.ndarray  # (n, 3) int
+
+
+def _bond_candidates(
+    positions: np.ndarray,
+    cell: np.ndarray | None,
+    pbc: np.ndarray | None,
+    cutoff: float,
+) -> _Bonds:
+    """Unordered pairs within ``cutoff``, each once (self-images included)."""
+    pos = np.asarray(positions, float)
+    n = pos.shape[0]
+    images = lattice_images(cell, pbc, cutoff)
+    lattice = np.zeros((3, 3)) if cell is None else np.asarray(cell, float)
+    i_all, j_all, m_all = [], [], []
+    iu, ju = np.triu_indices(n, k=1)
+    ii_full, jj_full = (
+        a.ravel() for a in np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    )
+    positive = _is_positive(images)
+    for m, pos_dir in zip(images, positive, strict=True):
+        if not m.any():
+            ii, jj = iu, ju
+        elif pos_dir:
+            ii, jj = ii_full, jj_full
+        else:
+            continue
+        r = np.linalg.norm(pos[jj] + m @ lattice - pos[ii], axis=1)
+        keep = r <= cutoff
+        i_all.append(ii[keep])
+        j_all.append(jj[keep])
+        m_all.append(np.broadcast_to(m, (int(keep.sum()), 3)))
+    return _Bonds(
+        i=np.concatenate(i_all).astype(np.int32),
+        j=np.concatenate(j_all).astype(np.int32),
+        image=np.concatenate(m_all).astype(np.int32).reshape(-1, 3),
+    )
+
+
+def build_topology(
+    positions: np.ndarray,
+    cell: np.ndarray | None,
+    pbc: np.ndarray | None,
+    types: np.ndarray,
+    hbond_role: np.ndarray,
+    *,
+    listed: np.ndarray | None = None,
+    skin: float = 0.0,
+    bonds: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> Topology:
+    """Unpadded interaction lists of one structure.
+
+    Args:
+        positions: (n_atoms, 3) [Å].
+        cell, pbc: (3, 3) lattice vectors as rows [Å] and (3,) periodic flags, or None.
+        types: (n_atoms,) atom-type indices; hbond_role: (n_types,) p_hbond per type.
+        listed: (n_bonds,) bool for the bond candidates of this geometry (see
+            ``bonds``): which bonds get angles, torsions and H-bonds; None = all.
+        skin: extra distance [Å] on the bond and H-bond cutoffs (atoms that move).
+        bonds: the bond candidates ``(i, j, image)`` from an earlier call (so that
+            ``listed`` refers to them); None = find them.
+    """
+    pos = np.asarray(positions, float)
+    n = pos.shape[0]
+    lattice = np.zeros((3, 3)) if cell is None else np.asarray(cell, float)
+    cand = (
+        _bond_candidates(pos, cell, pbc, BOND_CUTOFF + skin)
+        if bonds is None
+        else _Bonds(*(np.asarray(x) for x in bonds))
+    )
+    nb = cand.i.size
+    listed = np.ones(nb, dtype=bool) if listed is None else np.asarray(listed, bool)
+    # half-bonds: 2b centre i -> j (image m), 2b+1 centre j -> i (image -m)
+    h_center = np.stack([cand.i, cand.j], axis=1).reshape(-1)
+    h_other = np.stack([cand.j, cand.i], axis=1).reshape(-1)
+    h_image = np.stack([cand.image, -cand.image], axis=1).reshape(-1, 3)
+    h_listed = np.repeat(listed, 2)
+    by_center: list[np.ndarray] = [
+        np.flatnonzero(h_listed & (h_center == a)) for a in range(n)
+    ]
+
+    a1, a2 = [], []
+    for hs in by_center:
+        if hs.size >= 2:
+            x, y = np.triu_indices(hs.size, k=1)
+            a1.append(hs[x])
+            a2.append(hs[y])
+
+    t1, tb, t3 = [], [], []
+    for bond in np.flatnonzero(listed):
+        j, k = cand.i[bond], cand.j[bond]
+        left = by_center[j][by_center[j] != 2 * bond]
+        right = by_center[k][by_center[k] != 2 * bond + 1]
+        if left.size == 0 or right.size == 0:
+            continue
+        ll, rr = (a.ravel() for a in np.meshgrid(left, right, indexing="ij"))
+        same = (h_other[ll] == h_other[rr]) & np.all(
+            h_image[ll] == cand.image[bond] + h_image[rr], axis=1
+        )
+        t1.append(ll[~same])
+        tb.append(np.full(int((~same).sum()), bond))
+        t3.append(rr[~same])
+
+    role = np.asarray(hbond_role)[np.asarray(types)]
+    hh, hz, hs_ = [], [], []
+    donors = np.flatnonzero(h_listed & (role[h_center] == 1) & (role[h_other] == 2))
+    acceptors = np.flatnonzero(role == 2)
+    if donors.size and acceptors.size:
+        images = lattice_images(cell, pbc, HBOND_CUTOFF + skin)
+        shifts = images @ lattice
+        for h in donors:
+            hydrogen, x_atom = h_center[h], h_other[h]
+            d = pos[acceptors][:, None, :] + shifts[None, :, :] - pos[hydrogen]
+            r = np.linalg.norm(d, axis=2)
+            za, zm = np.nonzero(
+                (r <= HBOND_CUTOFF + skin) & (acceptors[:, None] != x_atom)
+            )
+            hh.append(np.full(za.size, h))
+            hz.append(acceptors[za])
+            hs_.append(shifts[zm])
+
+    def cat(
+        parts: list[np.ndarray], dtype: type = np.int32, shape: tuple[int, ...] = ()
+    ) -> np.ndarray:
+        if not parts:
+            return np.zeros((0, *shape), dtype=dtype)
+        return np.concatenate(parts).astype(dtype).reshape(-1, *shape)
+
+    n_a, n_t, n_h = sum(map(len, a1)), sum(map(len, t1)), sum(map(len, hh))
+    return Topology(
+        atom_mask=np.ones(n, dtype=bool),
+        bond_i=cand.i,
+        bond_j=cand.j,
+        bond_shift=cand.image @ lattice,
+        bond_mask=np.ones(nb, dtype=bool),
+        angle_h1=cat(a1),
+        angle_h2=cat(a2),
+        angle_mask=np.ones(n_a, dtype=bool),
+        torsion_h1=cat(t1),
+        torsion_bond=cat(tb),
+        torsion_h3=cat(t3),
+        torsion_mask=np.ones(n_t, dtype=bool),
+        hbond_h=cat(hh),
+        hbond_z=cat(hz),
+        hbond_shift=cat(hs_, float, (3,)),
+        hbond_mask=np.ones(n_h, dtype=bool),
+        listed=listed.copy(),
+    )
+
+
+def bond_candidates(
+    positions: np.ndarray,
+    cell: np.ndarray | None,
+    pbc: np.ndarray | None,
+    skin: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bond candidates ``(i, j, image)`` within the bond cutoff + ``skin`` (each
+    unordered pair once; ``image`` (n, 3) int lattice vector added to atom j)."""
+    c = _bond_candidates(np.asarray(positions, float), cell, pbc, BOND_CUTOFF + skin)
+    return c.i, c.j, c.image
+
+
+@dataclass(frozen=True)
+class ListSizes:
+    """Padded sizes of every list (one compiled shape)."""
+
+    atoms: int
+    bonds: int
+    angles: int
+    torsions: int
+    hbonds: int
+
+    def covers(self, other: "ListSizes") -> bool:
+        return all(
+            getattr(self, f.name) >= getattr(other, f.name) for f in fields(self)
+        )
+
+
+def topology_sizes(top: Topology) -> ListSizes:
+    return ListSizes(
+        atoms=top.atom_mask.size,
+        bonds=top.bond_i.size,
+        angles=top.angle_h1.size,
+        torsions=top.torsion_h1.size,
+        hbonds=top.hbond_h.size,
+    )
+
+
+def pad_topology(top: Topology, sizes: ListSizes) -> Topology:
+    """Pad every list with masked entries to ``sizes`` (indices 0, masks False)."""
+
+    def pad(a: np.ndarray, n: int) -> np.ndarray:
+        extra = n - a.shape[0]
+        if extra < 0:
+            raise ValueError(f"list of {a.shape[0]} entries does not fit in {n}")
+        return np.concatenate([a, np.zeros((extra, *a.shape[1:]), dtype=a.dtype)])
+
+    groups = {
+        "atoms": ("atom_mask",),
+        "bonds": ("bond_i", "bond_j", "bond_shift", "bond_mask", "listed"),
+        "angles": ("angle_h1", "angle_h2", "angle_mask"),
+        "torsions": ("torsion_h1", "torsion_bond", "torsion_h3", "torsion_mask"),
+        "hbonds": ("hbond_h", "hbond_z", "hbond_shift", "hbond_mask"),
+    }
+    changes = {
+        name: pad(getattr(top, name), getattr(sizes, group))
+        for group, names in groups.items()
+        for name in names
+    }
+    return replace(top, **changes)
