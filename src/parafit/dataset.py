@@ -11,6 +11,7 @@ flavour of it (:mod:`parafit.io.dataset_yaml`).
 """
 
 import difflib
+import functools
 import math
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -24,7 +25,7 @@ import scipy.sparse
 from parafit._rng import as_generator
 from parafit.errors import ExpressionError, InputError
 from parafit.expressions import Call, Plan, parse_expression
-from parafit.extractors import EXTRACTORS, Extractor
+from parafit.extractors import EXTRACTORS, Extractor, differentiate
 from parafit.units import Unit
 
 if TYPE_CHECKING:
@@ -572,11 +573,23 @@ def _broadcast_flat(value: float | np.ndarray, shape: tuple[int, ...]) -> np.nda
     return np.broadcast_to(arr, shape).reshape(size)
 
 
+def _differentiator(extractor: Extractor) -> Any:
+    """``fn(results, job, args, kwargs, n_grad)``: the extractor's jacobian (picklable)."""
+    return functools.partial(
+        differentiate,
+        extractor.function,
+        extractor.needs,
+        extractor.linear,
+        extractor.derivative,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class _Group:
     """Calls evaluated together: one extractor on one job."""
 
     function: Any
+    differentiate: Any  # (results, job, args, kwargs, n_grad) -> jacobian
     job_id: str
     job: Any
     args: tuple[Any, ...]  # positional arguments (1-D index arrays for batched groups)
@@ -606,7 +619,10 @@ class CompiledDataSet:
     Prediction is ``P = A @ F + c`` for the entries that are affine in their calls
     (``A`` sparse, ``F`` the flat values of the unique calls) and the expression tree
     for the others; every unique call is evaluated once per batch, and scalar calls of
-    one batchable extractor on one job in one vectorized call.
+    one batchable extractor on one job in one vectorized call. Parameter jacobians
+    (:meth:`predict_and_jacobian`) follow the same path: ``A @ dF`` for affine entries
+    (exact), forward mode through the tree for the others, with ``dF`` from
+    :meth:`~parafit.extractors.Extractor.jacobian`.
     """
 
     def __init__(
@@ -678,6 +694,7 @@ class CompiledDataSet:
             groups.append(
                 _Group(
                     EXTRACTORS.get(name).function,
+                    _differentiator(EXTRACTORS.get(name)),
                     job_id,
                     jobs[job_id],
                     arrays,
@@ -691,6 +708,7 @@ class CompiledDataSet:
             groups.append(
                 _Group(
                     EXTRACTORS.get(call.extractor).function,
+                    _differentiator(EXTRACTORS.get(call.extractor)),
                     call.job_id,
                     jobs[call.job_id],
                     call.args,
@@ -782,6 +800,25 @@ class CompiledDataSet:
     def __repr__(self) -> str:
         return f"CompiledDataSet(<{self.n_entries} entries, {self.n_values} values, {len(self.job_ids)} jobs>)"
 
+    def _n_vectors(
+        self, results: Mapping[str, "JobResults"], n_vectors: int | None
+    ) -> int:
+        if n_vectors is not None:
+            return n_vectors
+        for job_id in self.job_ids:
+            if job_id in results:
+                return results[job_id].n_vectors
+        return next((r.n_vectors for r in results.values()), 1)
+
+    def _not_ok(self, results: Mapping[str, "JobResults"], n: int) -> np.ndarray | None:
+        """(n, n_flat) True where a column's job is missing or not OK; None if all OK."""
+        ok = np.zeros((n, len(self.job_ids)), dtype=bool)
+        for j, job_id in enumerate(self.job_ids):
+            r = results.get(job_id)
+            if r is not None:
+                ok[:, j] = r.is_ok
+        return None if ok.all() else ~ok[:, self._job_of_column]
+
     def call_values(
         self, results: Mapping[str, "JobResults"], *, n_vectors: int | None = None
     ) -> np.ndarray:
@@ -790,20 +827,8 @@ class CompiledDataSet:
         NaN for every call on a job that is missing from ``results`` or whose result
         is not OK (FAILED bit or non-finite energy) for that vector.
         """
-        n = n_vectors
-        if n is None:
-            for job_id in self.job_ids:
-                if job_id in results:
-                    n = results[job_id].n_vectors
-                    break
-            else:
-                n = next((r.n_vectors for r in results.values()), 1)
+        n = self._n_vectors(results, n_vectors)
         flat = np.full((n, self._n_flat), np.nan)
-        ok = np.zeros((n, len(self.job_ids)), dtype=bool)
-        for j, job_id in enumerate(self.job_ids):
-            r = results.get(job_id)
-            if r is not None:
-                ok[:, j] = r.is_ok
         with np.errstate(all="ignore"):
             for g in self._groups:
                 r = results.get(g.job_id)
@@ -813,9 +838,81 @@ class CompiledDataSet:
                     g.function(r, g.job, *g.args, **g.kwargs), dtype=float
                 )
                 flat[:, g.columns] = value.reshape(n, g.size)
-        if not ok.all():
-            flat[~ok[:, self._job_of_column]] = np.nan
+        bad = self._not_ok(results, n)
+        if bad is not None:
+            flat[bad] = np.nan
         return flat
+
+    def call_jacobians(
+        self,
+        results: Mapping[str, "JobResults"],
+        *,
+        n_grad: int,
+        n_vectors: int | None = None,
+    ) -> np.ndarray:
+        """Parameter jacobians of the unique calls, (n_vectors, n_flat, n_grad), internal units.
+
+        From each extractor's :meth:`~parafit.extractors.Extractor.jacobian` and the
+        ``jacobians`` of the results; NaN where :meth:`call_values` is NaN and where a
+        derivative is not available.
+        """
+        n = self._n_vectors(results, n_vectors)
+        out = np.full((n, self._n_flat, n_grad), np.nan)
+        with np.errstate(all="ignore"):
+            for g in self._groups:
+                r = results.get(g.job_id)
+                if r is None:
+                    continue
+                d = g.differentiate(r, g.job, g.args, g.kwargs, n_grad)
+                out[:, g.columns, :] = np.asarray(d, dtype=float).reshape(
+                    n, g.size, n_grad
+                )
+        bad = self._not_ok(results, n)
+        if bad is not None:
+            out[bad] = np.nan
+        return out
+
+    def _combine(
+        self, flat: np.ndarray, flat_jac: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Entry values (and jacobians) from the flat call values (and jacobians)."""
+        n = flat.shape[0]
+        jac = None
+        with np.errstate(all="ignore"):
+            out = np.asarray(self._matrix @ flat.T).T + self._constant
+            if flat_jac is not None:
+                k = flat_jac.shape[2]
+                stacked = flat_jac.transpose(1, 0, 2).reshape(self._n_flat, n * k)
+                jac = (
+                    np.asarray(self._matrix @ stacked)
+                    .reshape(self.n_values, n, k)
+                    .transpose(1, 0, 2)
+                    .copy()
+                )
+            for plan, idx, start, size, shape, factor in self._others:
+                cols = [
+                    slice(self._call_offsets[i], self._call_offsets[i + 1]) for i in idx
+                ]
+                values = [
+                    flat[:, c].reshape((n, *self._call_shapes[i]))
+                    for c, i in zip(cols, idx, strict=True)
+                ]
+                if flat_jac is None:
+                    value = np.broadcast_to(plan.evaluate(values), (n, *shape))
+                else:
+                    k = flat_jac.shape[2]
+                    tangents = [
+                        flat_jac[:, c, :].reshape((n, *self._call_shapes[i], k))
+                        for c, i in zip(cols, idx, strict=True)
+                    ]
+                    value, tangent = plan.evaluate_jvp(values, tangents)
+                    value = np.broadcast_to(value, (n, *shape))
+                    tangent = np.broadcast_to(tangent, (n, *shape, k))
+                    jac[:, start : start + size, :] = factor * tangent.reshape(  # type: ignore[index]
+                        n, size, k
+                    )
+                out[:, start : start + size] = factor * value.reshape(n, size)
+        return out, jac
 
     def predict(
         self, results: Mapping[str, "JobResults"], *, n_vectors: int | None = None
@@ -831,20 +928,34 @@ class CompiledDataSet:
             from ``results``, or a failed or non-finite result, gives NaN for the
             values that use it; nothing raises for bad results.
         """
-        flat = self.call_values(results, n_vectors=n_vectors)
-        n = flat.shape[0]
-        with np.errstate(all="ignore"):
-            out = np.asarray(self._matrix @ flat.T).T + self._constant
-            for plan, idx, start, size, shape, factor in self._others:
-                values = [
-                    flat[:, self._call_offsets[k] : self._call_offsets[k + 1]].reshape(
-                        (n, *self._call_shapes[k])
-                    )
-                    for k in idx
-                ]
-                value = np.broadcast_to(plan.evaluate(values), (n, *shape))
-                out[:, start : start + size] = factor * value.reshape(n, size)
-        return out
+        return self._combine(self.call_values(results, n_vectors=n_vectors), None)[0]
+
+    def predict_and_jacobian(
+        self,
+        results: Mapping[str, "JobResults"],
+        *,
+        n_grad: int,
+        n_vectors: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Predictions and their parameter jacobians.
+
+        Args:
+            results: ``{job_id: JobResults}`` from a differentiable engine called with
+                ``grad_indices`` (n_grad of them).
+            n_grad: number of jacobian columns.
+            n_vectors: batch size, if ``results`` lacks every needed job.
+
+        Returns:
+            (predictions, jacobian): as :meth:`predict`, (n_vectors, n_values), and
+            (n_vectors, n_values, n_grad), d prediction / d params[grad_indices] in
+            display units per parameter unit; NaN where a derivative is not available.
+        """
+        n = self._n_vectors(results, n_vectors)
+        flat = self.call_values(results, n_vectors=n)
+        flat_jac = self.call_jacobians(results, n_grad=n_grad, n_vectors=n)
+        pred, jac = self._combine(flat, flat_jac)
+        assert jac is not None
+        return pred, jac
 
     def predictions_per_entry(self, pred_row: np.ndarray) -> list[float | np.ndarray]:
         """Split one row of :meth:`predict` into per-entry values (float or shaped array)."""

@@ -7,6 +7,12 @@ parameter vectors at once: its value has the leading axis ``n_vectors``. Each
 extractor carries its default sigma (internal units), display unit, physical
 dimension and the unit ParAMS assumes when an entry has no ``Unit``. Atom indices
 are 0-based (as in ParAMS and ASE). Register your own with :func:`register_extractor`.
+
+Derivatives (:meth:`Extractor.jacobian`) map the parameter jacobians a differentiable
+engine puts in ``JobResults.jacobians`` to the extracted value: exactly for extractors
+declared ``linear`` in the fields they read (energy, forces, charges, stress), by an
+extractor's own ``derivative`` function where it has one, and otherwise by central
+differences in results space along each jacobian column (see docs/gradients.md).
 """
 
 import inspect
@@ -61,6 +67,31 @@ ShapeFn = Callable[["Job", tuple[Any, ...], dict[str, Any]], tuple[int, ...]]
 NormalizeFn = Callable[
     [tuple[Any, ...], dict[str, Any]], tuple[tuple[Any, ...], dict[str, Any]]
 ]
+DerivativeFn = Callable[
+    ["JobResults", "Job", tuple[Any, ...], dict[str, Any], int], np.ndarray
+]
+
+# The JobResults field whose parameter jacobian stands for each ``needs`` name.
+_GRAD_FIELD = {
+    "energy": "energy",
+    "forces": "forces",
+    "stress": "stress",
+    "charges": "charges",
+    "positions": "positions",
+    "scan": "scan_energies",
+}
+# Central differences in results space: the step along a jacobian column moves each
+# perturbed field by at most FD_RELATIVE * max(floor, max |field|) (internal units), and
+# positions by at most FD_POSITIONS [Å].
+FD_RELATIVE = 1e-6
+FD_POSITIONS = 1e-6  # Å
+_FD_FLOOR = {
+    "energy": 1.0,  # eV
+    "scan_energies": 1.0,  # eV
+    "forces": 1.0,  # eV/Å
+    "stress": 1e-2,  # eV/Å^3
+    "charges": 1.0,  # e
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +119,12 @@ class Extractor:
             one job in one call.
         normalize: ``normalize(args, kwargs) -> (args, kwargs)`` applied when an
             expression is parsed (e.g. old ``angles('j', (1, 0, 2))`` -> ``(1, 0, 2)``).
+        linear: the value is a linear function (no constant) of the fields in
+            ``needs`` (energy, forces: selections of one field); its jacobian is the
+            function applied to the fields' jacobian columns, exactly.
+        derivative: ``derivative(results, job, args, kwargs, n_grad) -> (n_vectors,
+            *value_shape, n_grad)``, the extractor's own parameter derivative; None:
+            ``linear`` or central differences (see :meth:`jacobian`).
     """
 
     name: str
@@ -101,6 +138,8 @@ class Extractor:
     needs: frozenset[str] = frozenset({"energy"})
     batchable: bool = False
     normalize: NormalizeFn | None = None
+    linear: bool = False
+    derivative: DerivativeFn | None = None
     signature: inspect.Signature = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -134,6 +173,152 @@ class Extractor:
                 parts.append(f"{p.name}={p.default!r}")
         return f"{self.name}({', '.join(parts)})"
 
+    def jacobian(
+        self,
+        results: "JobResults",
+        job: "Job",
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        n_grad: int,
+    ) -> np.ndarray:
+        """Derivative of the value with respect to the engine's ``grad_indices`` parameters.
+
+        Args:
+            results: one job's results with ``jacobians`` (see
+                :class:`~parafit.engines.base.JobResults`).
+            job: the job.
+            args, kwargs: the call's arguments (index arrays for batched calls).
+            n_grad: number of jacobian columns.
+
+        Returns:
+            (n_vectors, *value_shape, n_grad) in internal units per parameter unit.
+            ``derivative`` when the extractor has one; for a ``linear`` extractor the
+            function applied to the jacobian columns packed along the n_vectors axis
+            (exact); otherwise central differences in results space: the function on
+            ``results ± t_vk J[..., k]`` (all fields it reads that have jacobians moved
+            together, every column and both signs packed into one call), with ``t_vk``
+            such that no field moves by more than its step (``FD_POSITIONS`` = 1e-6 Å
+            for positions, ``FD_RELATIVE`` = 1e-6 times the field's scale otherwise):
+            about 1e-9 relative for smooth geometric quantities. NaN where a needed
+            jacobian is missing or NaN, where the extractor reads no differentiable
+            field, and for geometric extractors of a job that relaxes its cell (cell
+            changes are not differentiated).
+        """
+        return differentiate(
+            self.function,
+            self.needs,
+            self.linear,
+            self.derivative,
+            results,
+            job,
+            args,
+            {} if kwargs is None else kwargs,
+            n_grad,
+        )
+
+
+def differentiate(
+    function: Callable[..., np.ndarray],
+    needs: frozenset[str],
+    linear: bool,
+    derivative: DerivativeFn | None,
+    results: "JobResults",
+    job: "Job",
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    n_grad: int,
+) -> np.ndarray:
+    """:meth:`Extractor.jacobian` of an extractor given by its parts (picklable with
+    :func:`functools.partial`, unlike an :class:`Extractor` whose checks are closures)."""
+    if derivative is not None:
+        return np.asarray(derivative(results, job, args, kwargs, n_grad), dtype=float)
+    fields = sorted({_GRAD_FIELD[n] for n in needs if n in _GRAD_FIELD})
+    jac = results.jacobians
+    usable = (
+        bool(fields)
+        and len(fields) == len(needs)
+        and jac is not None
+        and all(f in jac for f in fields)
+        and not ("positions" in fields and _cell_moves(job))
+    )
+    if not usable or jac is None:
+        value = np.asarray(function(results, job, *args, **kwargs), dtype=float)
+        return np.full((*value.shape, n_grad), np.nan)
+    n = results.n_vectors
+    columns = {f: np.asarray(jac[f], dtype=float) for f in fields}
+    with np.errstate(all="ignore"):
+        if linear:
+            packed = _packed_results(
+                results, n_grad, {f: _columns_first(J) for f, J in columns.items()}
+            )
+            value = np.asarray(function(packed, job, *args, **kwargs), dtype=float)
+            value = value.reshape(n, n_grad, *value.shape[1:])
+            return np.moveaxis(value, 1, -1)
+        # t[v, k]: the largest step along column k that moves no field by more than its step
+        t = np.full((n, n_grad), np.inf)
+        for f, J in columns.items():
+            step = _fd_step(f, getattr(results, f))  # (n,)
+            size = np.abs(J).reshape(n, -1, n_grad).max(axis=1)  # (n, n_grad)
+            t = np.minimum(t, np.where(size > 0, step[:, None] / size, np.inf))
+        t = np.where(np.isinf(t), 1.0, t)  # a zero column: derivative 0
+        signed = np.concatenate([t, -t], axis=1).reshape(-1)  # (n * 2 n_grad,)
+        moved = {}
+        for f, J in columns.items():
+            base = np.repeat(np.asarray(getattr(results, f), dtype=float), 2 * n_grad, axis=0)
+            both = _columns_first(np.concatenate([J, J], axis=-1))
+            moved[f] = base + signed.reshape((-1,) + (1,) * (both.ndim - 1)) * both
+        packed = _packed_results(results, 2 * n_grad, moved)
+        value = np.asarray(function(packed, job, *args, **kwargs), dtype=float)
+        value = value.reshape(n, 2, n_grad, *value.shape[1:])
+        deriv = (value[:, 0] - value[:, 1]) / (
+            2.0 * t.reshape((n, n_grad) + (1,) * (value.ndim - 3))
+        )
+        return np.moveaxis(deriv, 1, -1)
+
+
+def _columns_first(J: np.ndarray) -> np.ndarray:
+    """(n, *shape, K) -> (n * K, *shape): column k of vector v at row v * K + k."""
+    return np.moveaxis(J, -1, 1).reshape(-1, *J.shape[1:-1])
+
+
+def _packed_results(
+    results: "JobResults", k: int, replaced: dict[str, np.ndarray]
+) -> "JobResults":
+    """``results`` with every row repeated k times and the ``replaced`` fields swapped in."""
+    from dataclasses import fields as dc_fields
+    from dataclasses import replace as dc_replace
+
+    changes: dict[str, Any] = {"jacobians": None}
+    for f in dc_fields(results):
+        if f.name in ("pbc", "jacobians"):
+            continue
+        value = getattr(results, f.name)
+        if f.name in replaced:
+            changes[f.name] = replaced[f.name]
+        elif value is not None:
+            changes[f.name] = np.repeat(np.asarray(value), k, axis=0)
+    return dc_replace(results, **changes)
+
+
+def _fd_step(field_name: str, value: np.ndarray | None) -> np.ndarray:
+    """(n_vectors,) largest change of ``field_name`` in a central difference."""
+    arr = np.asarray(value, dtype=float)
+    n = arr.shape[0]
+    if field_name == "positions":
+        return np.full(n, FD_POSITIONS)
+    floor = _FD_FLOOR.get(field_name, 1.0)
+    with np.errstate(all="ignore"):
+        scale = np.abs(arr).reshape(n, -1).max(axis=1, initial=0.0)
+    return FD_RELATIVE * np.maximum(floor, np.where(np.isfinite(scale), scale, floor))
+
+
+def _cell_moves(job: "Job") -> bool:
+    """Whether the job's task changes the cell (a cell relaxation)."""
+    from parafit.jobs import GeometryOptimization
+
+    return isinstance(job.task, GeometryOptimization) and bool(job.task.relax_cell)
+
 
 EXTRACTORS: Registry[Extractor] = Registry(
     "extractor", hint="Register your own with parafit.register_extractor."
@@ -153,6 +338,8 @@ def register_extractor(
     params_default_unit: Unit | None = None,
     batchable: bool = False,
     normalize: NormalizeFn | None = None,
+    linear: bool = False,
+    derivative: DerivativeFn | None = None,
 ) -> Callable[[Callable[..., np.ndarray]], Callable[..., np.ndarray]]:
     """Decorator that registers ``fn(results, job, *args, **kwargs)`` as an extractor.
 
@@ -169,6 +356,11 @@ def register_extractor(
             atomic units for energy-like dimensions, else the internal unit.
         batchable: see :class:`Extractor`.
         normalize: see :class:`Extractor`.
+        linear: the value is linear in the fields of ``needs`` (exact parameter
+            derivatives); see :class:`Extractor`.
+        derivative: the extractor's own parameter derivative; see :class:`Extractor`.
+            Without ``linear`` or ``derivative``, derivatives are central differences
+            in results space (:meth:`Extractor.jacobian`).
 
     Returns:
         The decorator; it returns the function unchanged.
@@ -206,6 +398,8 @@ def register_extractor(
                 needs=frozenset(needs),
                 batchable=batchable,
                 normalize=normalize,
+                linear=linear,
+                derivative=derivative,
             ),
             aliases=aliases,
         )
@@ -348,6 +542,7 @@ _ENERGY_SIGMA = 0.002 * HARTREE  # 0.002 Ha [eV]
     unit=Unit("eV", 1.0),
     dimension="energy",
     needs=frozenset({"energy"}),
+    linear=True,
 )
 def energy(results: "JobResults", job: "Job") -> np.ndarray:
     """Total energy, (n_vectors,) [eV]; for a PES scan the energy of its lowest point."""
@@ -377,6 +572,7 @@ def _forces_shape(
     value_shape=_forces_shape,
     needs=frozenset({"forces"}),
     batchable=True,
+    linear=True,
 )
 def forces(
     results: "JobResults", job: "Job", atom: Any = None, xyz: Any = None
@@ -420,6 +616,7 @@ def _charges_shape(
     value_shape=_charges_shape,
     needs=frozenset({"charges"}),
     batchable=True,
+    linear=True,
 )
 def charges(results: "JobResults", job: "Job", atom: Any = None) -> np.ndarray:
     """Atomic charges [e]: (n_vectors, n_atoms), or (n_vectors,) for one ``atom``."""
@@ -597,6 +794,30 @@ def _component_shape(size: int) -> ShapeFn:
     return shape
 
 
+@dataclass(frozen=True, slots=True)
+class _CellDerivative:
+    """Derivative of a cell extractor: 0 when the job keeps its cell, NaN when it relaxes it."""
+
+    name: str
+
+    def __call__(
+        self,
+        results: "JobResults",
+        job: "Job",
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        n_grad: int,
+    ) -> np.ndarray:
+        value = np.asarray(
+            EXTRACTORS.get(self.name).function(results, job, *args, **kwargs),
+            dtype=float,
+        )
+        fill = np.nan if _cell_moves(job) else 0.0
+        return np.where(
+            np.isfinite(value)[..., None], np.full((*value.shape, n_grad), fill), np.nan
+        )
+
+
 @register_extractor(
     "cell_lengths",
     default_sigma=0.05,
@@ -607,6 +828,7 @@ def _component_shape(size: int) -> ShapeFn:
     value_shape=_component_shape(3),
     needs=frozenset({"positions"}),
     batchable=True,
+    derivative=_CellDerivative("cell_lengths"),
 )
 def cell_lengths(results: "JobResults", job: "Job", i: Any = None) -> np.ndarray:
     """Lengths a, b, c of the final cell, (n_vectors, 3), or (n_vectors,) for ``i`` [Å].
@@ -626,6 +848,7 @@ def cell_lengths(results: "JobResults", job: "Job", i: Any = None) -> np.ndarray
     value_shape=_component_shape(3),
     needs=frozenset({"positions"}),
     batchable=True,
+    derivative=_CellDerivative("cell_angles"),
 )
 def cell_angles(results: "JobResults", job: "Job", i: Any = None) -> np.ndarray:
     """Cell angles alpha (b, c), beta (a, c), gamma (a, b), (n_vectors, 3) [degrees].
@@ -647,6 +870,7 @@ def cell_angles(results: "JobResults", job: "Job", i: Any = None) -> np.ndarray:
     dimension="volume",
     check=_component_check("cell_volume", 1),
     needs=frozenset({"positions"}),
+    derivative=_CellDerivative("cell_volume"),
 )
 def cell_volume(results: "JobResults", job: "Job") -> np.ndarray:
     """Volume of the final cell, (n_vectors,) [Å^3]."""
@@ -665,6 +889,7 @@ def cell_volume(results: "JobResults", job: "Job") -> np.ndarray:
     value_shape=_component_shape(6),
     needs=frozenset({"stress"}),
     batchable=True,
+    linear=True,
 )
 def stress(results: "JobResults", job: "Job", i: Any = None) -> np.ndarray:
     """Stress in Voigt order (xx, yy, zz, yz, xz, xy), (n_vectors, 6) [eV/Å^3].

@@ -16,6 +16,11 @@ Source: SCM ParAMS documentation, "Loss Functions"
 (https://www.scm.com/doc/params/python/lossfunctions/lossfunctions.html).
 A non-finite prediction of a value with non-zero weight makes the loss ``+inf``;
 nothing raises.
+
+:func:`loss_gradient` gives ``dL/dy`` for exact parameter gradients (chain rule with
+the predictions' jacobians): ``2 w r / σ`` (SSE), ``w sign(r) / σ`` (SAE), those terms
+divided by ``N M_i`` (MAE), and ``w r / (σ N M_i L)`` (RMSE, 0 where L = 0). SAE and
+MAE use ``sign(0) = 0`` (a subgradient where a residual is exactly 0).
 """
 
 from collections.abc import Callable
@@ -36,6 +41,7 @@ __all__ = [
     "LossResult",
     "compute_loss",
     "extractor_statistics",
+    "loss_gradient",
     "format_statistics",
     "register_loss",
 ]
@@ -167,6 +173,55 @@ def compute_loss(
     return LossResult(
         kind=loss_fn.name, loss=loss, contributions=contributions, residuals=residuals
     )
+
+
+def loss_gradient(
+    predictions: np.ndarray,
+    compiled: "CompiledDataSet",
+    kind: LossName | str = "sse",
+) -> tuple[LossResult, np.ndarray]:
+    """Loss and its gradient with respect to the predictions.
+
+    Args:
+        predictions: (n_vectors, n_values) (or (n_values,)) in display units.
+        compiled: the compiled data set.
+        kind: ``sse`` (default), ``sae``, ``mae``, ``rmse`` or an alias.
+
+    Returns:
+        (result, gradient): the :class:`LossResult` of :func:`compute_loss`, and
+        (n_vectors, n_values) ``dL/dy`` [1 / display unit], formulas in the module
+        docstring; 0 for values with weight 0 and NaN rows where the loss is not
+        finite. Never raises for non-finite predictions.
+
+    Example:
+        >>> import numpy as np
+        >>> from ase import Atoms
+        >>> from parafit.dataset import DataSet
+        >>> from parafit.jobs import Job, JobCollection
+        >>> jobs = JobCollection([Job("a", Atoms("H"))])
+        >>> ds = DataSet()
+        >>> _ = ds.add_entry("energy('a')", 1.0, sigma=0.5)
+        >>> loss_gradient(np.array([[2.0]]), ds.compile(jobs))[1]
+        array([[8.]])
+    """
+    result = compute_loss(predictions, compiled, kind)
+    loss_fn = LOSSES.get(kind)
+    weight, sigma = compiled.weight, compiled.sigma
+    r = result.residuals
+    with np.errstate(all="ignore"):
+        if loss_fn.squared:
+            grad = 2.0 * weight * r / sigma
+        else:
+            grad = weight * np.sign(r) / sigma
+        if loss_fn.mean:
+            per_value = compiled.entry_sizes[compiled.entry_of_value]
+            grad = grad / per_value / max(compiled.n_entries, 1)
+        if loss_fn.root:
+            loss = result.loss[:, None]
+            grad = np.where(loss > 0, grad / (2.0 * loss), 0.0)
+        grad = np.where(weight == 0.0, 0.0, grad)
+    grad[~np.isfinite(result.loss)] = np.nan
+    return result, grad
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,11 @@ An engine is set up once for a job collection and the model's parameter names
 full parameter vectors, shape ``(n_vectors, n_params)``, to one :class:`JobResults`
 per job. Nothing in an evaluation raises for a bad parameter vector: the affected
 results are NaN and the job's ``status`` carries :class:`Status` flags.
+
+Differentiable engines (``is_differentiable = True``) return a
+:class:`DifferentiableEngineFn`: called with ``grad_indices`` (columns of the full
+parameter vector), it also fills :attr:`JobResults.jacobians`, the exact derivatives of
+its results with respect to those parameters (see docs/gradients.md).
 """
 
 import enum
@@ -22,6 +27,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENGINES",
+    "JACOBIAN_FIELDS",
+    "DifferentiableEngineFn",
     "Engine",
     "EngineFn",
     "JobResults",
@@ -38,6 +45,12 @@ class Status(enum.IntFlag):
     GEOOPT_NOT_CONVERGED = 2
     SCF_NOT_CONVERGED = 4
     NEIGHBOUR_OVERFLOW = 8
+
+
+# JobResults fields an engine may give parameter jacobians for.
+JACOBIAN_FIELDS: frozenset[str] = frozenset(
+    {"energy", "forces", "stress", "charges", "positions", "scan_energies"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +72,13 @@ class JobResults:
         scan_positions: (n_vectors, n_points, n_atoms, 3) [Å] geometry at each point, or None.
         status: (n_vectors,) int array of :class:`Status` flags.
         n_steps: (n_vectors,) optimizer steps used (0 for single points).
+        jacobians: None, or field name -> ``d field / d params[grad_indices]`` of shape
+            ``field.shape + (n_grad,)`` (e.g. energy (n_vectors, n_grad) [eV per
+            parameter unit], positions (n_vectors, n_atoms, 3, n_grad)) for the fields
+            of :data:`JACOBIAN_FIELDS` a differentiable engine computes; only when
+            asked for with ``grad_indices``. NaN for failed vectors, and for vectors or
+            fields whose derivative the engine cannot give (the objective then falls
+            back to finite differences for those vectors).
     """
 
     energy: np.ndarray
@@ -73,6 +93,7 @@ class JobResults:
     scan_coordinates: np.ndarray | None = None
     scan_positions: np.ndarray | None = None
     n_steps: np.ndarray | None = None
+    jacobians: Mapping[str, np.ndarray] | None = None
 
     @property
     def n_vectors(self) -> int:
@@ -96,13 +117,46 @@ class EngineFn(Protocol):
 
 
 @runtime_checkable
+class DifferentiableEngineFn(Protocol):
+    """The set-up function of an engine whose ``is_differentiable`` is True.
+
+    ``fn(params, grad_indices=None)``: as :class:`EngineFn`; with ``grad_indices``
+    (a sequence of n_grad column indices into the full parameter vector, shape
+    (n_params,)), every returned :class:`JobResults` also has ``jacobians``: for each
+    field of :data:`JACOBIAN_FIELDS` the engine computes, ``d field / d
+    params[:, grad_indices]`` with shape ``field.shape + (n_grad,)``, in internal units
+    per parameter unit. ``grad_indices=None`` gives no jacobians (``jacobians`` None),
+    so a plain evaluation costs nothing extra.
+
+    Rules for tasks that move atoms (the objective relies on them):
+
+    * geometry optimization: ``positions`` is the derivative of the relaxed geometry,
+      ``dx*/dθ = -H^-1 d(grad_x E)/dθ`` (implicit function theorem, H the Hessian at
+      the minimum; rigid-body modes projected out), and the energy's is the partial
+      derivative at fixed positions (envelope theorem: the forces vanish there).
+    * a field whose derivative the engine cannot give (a cell relaxation, a relaxed
+      scan, a geometry that did not converge) is NaN (or missing from ``jacobians``);
+      never an approximate value. The objective then takes that vector's gradient by
+      finite differences and says so in the log.
+
+    Must not raise for a bad vector (its jacobians are NaN); may raise ValueError for
+    ``grad_indices`` out of range.
+    """
+
+    def __call__(
+        self, params: np.ndarray, /, *, grad_indices: Sequence[int] | None = None
+    ) -> dict[str, JobResults]: ...
+
+
+@runtime_checkable
 class Engine(Protocol):
     """A model that can be fitted.
 
     Attributes:
         implemented_properties: ASE names of what it computes, e.g.
             ``frozenset({"energy", "forces", "stress"})``.
-        is_differentiable: whether it provides exact parameter gradients.
+        is_differentiable: whether it provides exact parameter gradients: then
+            :meth:`setup` returns a :class:`DifferentiableEngineFn`.
     """
 
     implemented_properties: frozenset[str]
@@ -196,7 +250,36 @@ def stack_results(per_vector: Sequence[JobResults]) -> JobResults:
         scan_coordinates=cat("scan_coordinates"),
         scan_positions=cat("scan_positions"),
         n_steps=cat("n_steps"),
+        jacobians=_stack_jacobians(per_vector),
     )
+
+
+def _stack_jacobians(per_vector: Sequence[JobResults]) -> dict[str, np.ndarray] | None:
+    """Concatenated jacobians; a field missing from some part is NaN for its rows.
+
+    None when no part has jacobians.
+    """
+    parts = [r.jacobians for r in per_vector]
+    if all(p is None for p in parts):
+        return None
+    names = [n for n in JACOBIAN_FIELDS if any(p is not None and n in p for p in parts)]
+    out: dict[str, np.ndarray] = {}
+    for name in sorted(names):
+        like = next(p[name] for p in parts if p is not None and name in p)
+        arrays = []
+        for r, p in zip(per_vector, parts, strict=True):
+            if p is not None and name in p:
+                arrays.append(np.asarray(p[name], dtype=float))
+            else:
+                field = getattr(r, name)
+                shape = (
+                    (r.n_vectors, *like.shape[1:])
+                    if field is None
+                    else (*np.shape(field), like.shape[-1])
+                )
+                arrays.append(np.full(shape, np.nan))
+        out[name] = np.concatenate(arrays, axis=0)
+    return out
 
 
 def merge_batches(batches: Sequence[Mapping[str, JobResults]]) -> dict[str, JobResults]:

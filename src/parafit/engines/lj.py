@@ -20,12 +20,26 @@ to a small matrix ``M`` (2 n_types, 1 + 3 n_atoms + 6) of pair sums; a batch of
 parameter vectors is then one matrix product ``C @ M`` with ``C`` (n_vectors,
 2 n_types). Geometry optimizations and PES scans run through
 :mod:`parafit.engines.relax` with an ASE calculator made from the same kernel.
+
+Exact parameter jacobians (``fn(params, grad_indices=...)``, see
+:class:`~parafit.engines.base.DifferentiableEngineFn`): with ``dC/dθ`` from
+``dc12/deps = rmin^12``, ``dc12/drmin = 12 eps rmin^11``, ``dc6/deps = 2 rmin^6``,
+``dc6/drmin = 12 eps rmin^5``, the energy, forces and stress of a fixed geometry have
+jacobian ``dC/dθ @ M`` (single points, and each point of a rigid PES scan; positions
+have jacobian 0). A relaxed geometry (geometry optimization at fixed cell, without
+restraints, converged) gets ``dx*/dθ = H^-1 dF/dθ`` (implicit differentiation of
+``F(x*, θ) = 0``) with the analytic pair Hessian ``H`` of the free atoms, rigid-body
+modes (translations; rotations of clusters) projected out; the energy's jacobian is
+the partial derivative at fixed positions (envelope theorem), the forces' and
+stress's the total derivative (partial plus the change through ``dx*/dθ``). Cell
+relaxations, restrained optimizations, relaxed scans and unconverged geometries give
+NaN jacobians (the objective then uses finite differences for them).
 """
 
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, final
 
 import numpy as np
@@ -34,9 +48,15 @@ from ase.calculators.calculator import Calculator, all_changes
 from ase.data import atomic_numbers
 
 from parafit.engines.base import JobResults, Status, stack_results
-from parafit.engines.relax import failed_job_results, has_stress, run_job, validate_job
+from parafit.engines.relax import (
+    _fixed_atoms,
+    failed_job_results,
+    has_stress,
+    run_job,
+    validate_job,
+)
 from parafit.errors import EngineError, InputError
-from parafit.jobs import Job, SinglePoint
+from parafit.jobs import GeometryOptimization, Job, PESScan, SinglePoint
 from parafit.parameters import Parameter, ParameterInterface
 
 __all__ = ["LJEngine", "LJFn", "half_pair_list", "make_lj_calculator"]
@@ -85,7 +105,7 @@ class LJEngine:
     implemented_properties: ClassVar[frozenset[str]] = frozenset(
         {"energy", "forces", "stress"}
     )
-    is_differentiable: ClassVar[bool] = False
+    is_differentiable: ClassVar[bool] = True
 
     def __init__(
         self, elements: Sequence[str], *, cutoff: float = 8.5, shift: bool = True
@@ -247,7 +267,7 @@ class LJEngine:
                 be exactly :attr:`parameter_names` in any order.
 
         Returns:
-            An :class:`LJFn`, ``fn(params) -> {job_id: JobResults}``.
+            An :class:`LJFn`, ``fn(params, grad_indices=None) -> {job_id: JobResults}``.
 
         Raises:
             EngineError: a job has an element not in ``elements``, a periodic job has no
@@ -312,6 +332,35 @@ def _coefficients(eps: np.ndarray, rmin: np.ndarray) -> np.ndarray:
     with np.errstate(all="ignore"):
         r6 = rmin**6
         return np.concatenate([eps * r6 * r6, 2.0 * eps * r6], axis=-1)
+
+
+def _coefficient_jacobian(
+    eps: np.ndarray,
+    rmin: np.ndarray,
+    eps_col: np.ndarray,
+    rmin_col: np.ndarray,
+    grad_indices: np.ndarray,
+) -> np.ndarray:
+    """d[c12 | c6]/dθ for the parameter columns ``grad_indices``; (n_vectors, 2 n_types, n_grad).
+
+    Args:
+        eps, rmin: (n_vectors, n_types) [eV], [Å].
+        eps_col, rmin_col: (n_types,) parameter column of each type's eps and rmin.
+        grad_indices: (n_grad,) parameter columns.
+    """
+    n, n_types = eps.shape
+    out = np.zeros((n, 2 * n_types, len(grad_indices)))
+    with np.errstate(all="ignore"):
+        r5 = rmin**5
+        r6 = r5 * rmin
+        for k, g in enumerate(grad_indices):
+            for t in np.flatnonzero(eps_col == g):
+                out[:, t, k] = r6[:, t] * r6[:, t]
+                out[:, n_types + t, k] = 2.0 * r6[:, t]
+            for t in np.flatnonzero(rmin_col == g):
+                out[:, t, k] = 12.0 * eps[:, t] * r6[:, t] * r5[:, t]
+                out[:, n_types + t, k] = 12.0 * eps[:, t] * r5[:, t]
+    return out
 
 
 def _valid(eps: np.ndarray, rmin: np.ndarray) -> np.ndarray:
@@ -503,8 +552,14 @@ class _SinglePointSums:
             has_stress=stress,
         )
 
-    def evaluate(self, eps: np.ndarray, rmin: np.ndarray) -> JobResults:
-        """Results for eps, rmin of shape (n_vectors, n_types)."""
+    def evaluate(
+        self, eps: np.ndarray, rmin: np.ndarray, dC: np.ndarray | None = None
+    ) -> JobResults:
+        """Results for eps, rmin of shape (n_vectors, n_types).
+
+        ``dC``: (n_vectors, 2 n_types, n_grad) coefficient jacobian
+        (:func:`_coefficient_jacobian`), or None for no jacobians.
+        """
         n_vectors, n = eps.shape[0], self.n_atoms
         e, r = eps[:, self.types], rmin[:, self.types]
         with np.errstate(all="ignore"):
@@ -512,6 +567,17 @@ class _SinglePointSums:
         ok = _valid(e, r).all(axis=1) & np.isfinite(out).all(axis=1)
         if not ok.all():
             out[~ok] = np.nan
+        jacobians = None
+        if dC is not None:
+            n_types = eps.shape[1]
+            rows = np.concatenate([self.types, n_types + self.types])
+            with np.errstate(all="ignore"):
+                jac = np.einsum("vrk,rc->vck", dC[:, rows, :], self.M)
+            jac[~ok] = np.nan
+            jacobians = _split_columns(jac, n, self.has_stress)
+            jacobians["positions"] = np.where(
+                ok[:, None, None, None], 0.0, np.nan
+            ) * np.ones((n_vectors, n, 3, dC.shape[2]))
         return JobResults(
             energy=out[:, 0],
             positions=np.broadcast_to(self.positions, (n_vectors, n, 3)),
@@ -521,7 +587,20 @@ class _SinglePointSums:
             forces=out[:, 1 : 1 + 3 * n].reshape(n_vectors, n, 3),
             stress=out[:, 1 + 3 * n :] if self.has_stress else None,
             n_steps=np.zeros(n_vectors, dtype=np.int64),
+            jacobians=jacobians,
         )
+
+
+def _split_columns(jac: np.ndarray, n_atoms: int, stress: bool) -> dict[str, np.ndarray]:
+    """Energy, forces (and stress) jacobians from (n_vectors, n_cols, n_grad) pair-sum columns."""
+    n_vectors, _, k = jac.shape
+    out = {
+        "energy": jac[:, 0, :].copy(),
+        "forces": jac[:, 1 : 1 + 3 * n_atoms, :].reshape(n_vectors, n_atoms, 3, k).copy(),
+    }
+    if stress:
+        out["stress"] = jac[:, 1 + 3 * n_atoms :, :].copy()
+    return out
 
 
 @final
@@ -543,18 +622,26 @@ class LJFn:
     rmin_col: np.ndarray
     jobs: tuple["_SinglePointSums | Job", ...]
 
-    def __call__(self, params: np.ndarray, /) -> dict[str, JobResults]:
+    def __call__(
+        self, params: np.ndarray, /, *, grad_indices: Sequence[int] | None = None
+    ) -> dict[str, JobResults]:
         """Evaluate every job for a batch of parameter vectors.
 
         Args:
             params: (n_vectors, n_params) in the order of ``names`` (a single vector
                 of shape (n_params,) is taken as a batch of one).
+            grad_indices: parameter columns (n_grad of them) to differentiate with
+                respect to; None (default): no jacobians.
 
         Returns:
             job id -> JobResults with n_vectors rows: energy (n_vectors,) [eV], forces
             (n_vectors, n_atoms, 3) [eV/Å], stress (n_vectors, 6) Voigt [eV/Å^3] for
             periodic jobs (None otherwise). Invalid or non-finite vectors are NaN with
-            ``Status.FAILED``.
+            ``Status.FAILED``. With ``grad_indices``, ``jacobians`` holds energy,
+            forces, positions (and stress) derivatives (module docstring).
+
+        Raises:
+            ValueError: bad shapes, or ``grad_indices`` outside ``[0, n_params)``.
         """
         P = np.asarray(params, dtype=float)
         if P.ndim == 1:
@@ -566,12 +653,20 @@ class LJFn:
         if P.shape[0] == 0:
             raise ValueError("params holds no parameter vector (n_vectors = 0)")
         eps, rmin = P[:, self.eps_col], P[:, self.rmin_col]
+        dC = None
+        if grad_indices is not None:
+            idx = np.asarray(grad_indices, dtype=np.int64).reshape(-1)
+            if idx.size and (idx.min() < 0 or idx.max() >= len(self.names)):
+                raise ValueError(
+                    f"grad_indices must lie in [0, {len(self.names)}); got {idx.tolist()}"
+                )
+            dC = _coefficient_jacobian(eps, rmin, self.eps_col, self.rmin_col, idx)
         out: dict[str, JobResults] = {}
         for item in self.jobs:
             if isinstance(item, _SinglePointSums):
-                out[item.job_id] = item.evaluate(eps, rmin)
+                out[item.job_id] = item.evaluate(eps, rmin, dC)
             else:
-                out[item.id] = self._relax(item, eps, rmin)
+                out[item.id] = self._relax(item, eps, rmin, dC)
         n_failed = sum(
             int(((r.status & Status.FAILED) != 0).sum()) for r in out.values()
         )
@@ -583,16 +678,215 @@ class LJFn:
             )
         return out
 
-    def _relax(self, job: Job, eps: np.ndarray, rmin: np.ndarray) -> JobResults:
+    def _relax(
+        self, job: Job, eps: np.ndarray, rmin: np.ndarray, dC: np.ndarray | None
+    ) -> JobResults:
         kernel = self.engine._kernel()
         types = kernel.types_of_elements(job.atoms)
         per_vector = []
         for v in range(eps.shape[0]):
             if not _valid(eps[v, types], rmin[v, types]).all():
-                per_vector.append(failed_job_results(job))
-                continue
-            per_vector.append(run_job(job, _LJCalculator(kernel, eps[v], rmin[v])))
+                result = failed_job_results(job)
+            else:
+                result = run_job(job, _LJCalculator(kernel, eps[v], rmin[v]))
+            if dC is not None:
+                C = _coefficients(eps[v], rmin[v])
+                result = replace(
+                    result, jacobians=_moved_jacobians(kernel, job, result, C, dC[v])
+                )
+            per_vector.append(result)
         return stack_results(per_vector)
+
+
+def _nan_jacobians(result: JobResults, n_grad: int) -> dict[str, np.ndarray]:
+    """NaN jacobians for every differentiable field ``result`` has."""
+    out = {}
+    for name in ("energy", "forces", "stress", "positions", "scan_energies"):
+        value = getattr(result, name)
+        if value is not None:
+            out[name] = np.full((*np.shape(value), n_grad), np.nan)
+    return out
+
+
+def _moved_jacobians(
+    kernel: _PairKernel, job: Job, result: JobResults, C: np.ndarray, dC: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Jacobians of one vector's results for a job that is not a single point.
+
+    Args:
+        kernel: the engine's kernel.
+        job: a geometry optimization or PES scan.
+        result: its results, n_vectors = 1.
+        C: (2 n_types,) coefficients [c12 | c6]; dC: (2 n_types, n_grad) their jacobian.
+
+    Returns:
+        field -> (1, *shape, n_grad). Rigid scans and converged geometry optimizations
+        at fixed cell without restraints get exact values (module docstring), anything
+        else NaN.
+    """
+    n_grad = dC.shape[1]
+    nan = _nan_jacobians(result, n_grad)
+    task = job.task
+    if not result.is_ok[0] or int(result.status[0]) != int(Status.OK):
+        return nan
+    atoms = job.atoms.copy()
+    atoms.set_constraint()
+    n = len(atoms)
+    if isinstance(task, PESScan):
+        if task.relaxed or result.scan_positions is None:
+            return nan
+        scan = np.empty((task.n_points, n_grad))
+        for k in range(task.n_points):
+            atoms.positions[:] = result.scan_positions[0, k]
+            types, M, _ = kernel.pair_sums(atoms)
+            scan[k] = _rows(dC, types, kernel.n_types).T @ M[:, 0]
+        best = int(np.argmin(result.scan_energies[0]))  # type: ignore[index]
+        atoms.positions[:] = result.scan_positions[0, best]
+        types, M, stress = kernel.pair_sums(atoms)
+        out = _split_columns((_rows(dC, types, kernel.n_types).T @ M)[None].transpose(0, 2, 1), n, stress)
+        out["scan_energies"] = scan[None]
+        out["positions"] = np.zeros((1, n, 3, n_grad))
+        return out
+    if not isinstance(task, GeometryOptimization) or task.relax_cell or task.restraints:
+        return nan
+    atoms.positions[:] = result.positions[0]
+    types, M, stress = kernel.pair_sums(atoms)
+    partial = _split_columns(
+        (_rows(dC, types, kernel.n_types).T @ M)[None].transpose(0, 2, 1), n, stress
+    )
+    hessian, pairs = _pair_hessian(kernel, atoms, C)
+    free = np.ones(n, dtype=bool)
+    free[_fixed_atoms(job)] = False
+    dof = np.repeat(free, 3)
+    rhs = partial["forces"][0].reshape(3 * n, n_grad)  # dF/dθ at fixed x = -d(grad E)/dθ
+    basis = _rigid_modes(atoms.positions, free, bool(atoms.pbc.any()))
+    dx = np.zeros((3 * n, n_grad))
+    dx[dof] = _solve_projected(hessian[np.ix_(dof, dof)], rhs[dof], basis)
+    out = {
+        "energy": partial["energy"],  # envelope theorem: F(x*) = 0
+        "positions": dx.reshape(1, n, 3, n_grad),
+        "forces": (rhs - hessian @ dx).reshape(1, n, 3, n_grad),
+    }
+    if stress:
+        out["stress"] = partial["stress"] + _stress_change(pairs, C, dx, atoms)[None]
+    return out
+
+
+def _rows(dC: np.ndarray, types: np.ndarray, n_types: int) -> np.ndarray:
+    """Rows of (2 n_types, n_grad) ``dC`` for the present ``types``, in pair-sum order."""
+    return dC[np.concatenate([types, n_types + types])]
+
+
+def _pair_terms(
+    kernel: _PairKernel, atoms: Atoms, C: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Half pair list with u'(r) and u''(r) of each pair.
+
+    Returns:
+        i, j (n_pairs,), D (n_pairs, 3) [Å], r (n_pairs,) [Å], du = u'(r) [eV/Å],
+        d2u = u''(r) [eV/Å^2], with u = c12 r^-12 - c6 r^-6.
+    """
+    i, j, D = half_pair_list(atoms, kernel.cutoff)
+    r = np.sqrt(np.einsum("pk,pk->p", D, D))
+    t = kernel.type_matrix()[atoms.numbers[i], atoms.numbers[j]]
+    c12, c6 = C[t], C[kernel.n_types + t]
+    inv = 1.0 / r
+    inv6 = inv**6
+    du = (-12.0 * c12 * inv6 + 6.0 * c6) * inv6 * inv
+    d2u = (156.0 * c12 * inv6 - 42.0 * c6) * inv6 * inv * inv
+    return i, j, D, r, du, d2u
+
+
+def _pair_hessian(
+    kernel: _PairKernel, atoms: Atoms, C: np.ndarray
+) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """Analytic Hessian d^2E/dx^2 of the pair energy, (3 n_atoms, 3 n_atoms) [eV/Å^2].
+
+    Each pair with d = x_j - x_i (+ image shift) contributes the block
+    ``K = u'' d̂ d̂ᵀ + (u'/r)(I - d̂ d̂ᵀ)`` to (i, i) and (j, j) and ``-K`` to (i, j) and
+    (j, i); an atom's pairs with its own images cancel (fixed cell). Also returns the
+    pair terms of :func:`_pair_terms`.
+    """
+    n = len(atoms)
+    i, j, D, r, du, d2u = _pair_terms(kernel, atoms, C)
+    unit = D / r[:, None]
+    outer = unit[:, :, None] * unit[:, None, :]
+    K = d2u[:, None, None] * outer + (du / r)[:, None, None] * (np.eye(3) - outer)
+    H = np.zeros((n, 3, n, 3))
+    np.add.at(H, (i, slice(None), i), K)
+    np.add.at(H, (j, slice(None), j), K)
+    np.add.at(H, (i, slice(None), j), -K)
+    np.add.at(H, (j, slice(None), i), -K)
+    return H.reshape(3 * n, 3 * n), (i, j, D, r, du, d2u)
+
+
+def _rigid_modes(positions: np.ndarray, free: np.ndarray, periodic: bool) -> np.ndarray:
+    """Orthonormal rigid-body motions that leave fixed atoms in place, on the free DOF.
+
+    Translations, plus rotations about the centroid for non-periodic structures;
+    combinations that move a fixed atom are dropped. Returns (3 n_free, n_modes).
+    """
+    n = len(positions)
+    modes = [np.tile(np.eye(3)[a], n) for a in range(3)]
+    if not periodic:
+        centred = positions - positions.mean(axis=0)
+        for a in range(3):
+            modes.append(np.cross(np.eye(3)[a], centred).reshape(-1))
+    R = np.array(modes).T  # (3n, m)
+    dof = np.repeat(free, 3)
+    fixed_rows = R[~dof]
+    if fixed_rows.size:
+        _, sv, vt = np.linalg.svd(fixed_rows)
+        rank = int((sv > 1e-10 * max(sv.max(initial=0.0), 1.0)).sum())
+        R = R @ vt[rank:].T
+    R = R[dof]
+    if R.size == 0:
+        return R.reshape(int(dof.sum()), 0)
+    u, sv, _ = np.linalg.svd(R, full_matrices=False)
+    return u[:, sv > 1e-10 * max(sv.max(initial=0.0), 1.0)]
+
+
+def _solve_projected(H: np.ndarray, rhs: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """Solve ``H dx = rhs`` for dx orthogonal to the rigid modes ``basis`` (n, m).
+
+    Uses ``(P H P + s Q Qᵀ) dx = P rhs`` with ``P = I - Q Qᵀ`` and ``s`` the Hessian's
+    scale, which is regular when H is regular away from the rigid modes.
+    """
+    n = H.shape[0]
+    if n == 0:
+        return np.zeros_like(rhs)
+    QQ = basis @ basis.T
+    P = np.eye(n) - QQ
+    scale = max(float(np.abs(np.diag(H)).max(initial=0.0)), 1e-12)
+    A = P @ H @ P + scale * QQ
+    try:
+        return P @ np.linalg.solve(A, P @ rhs)
+    except np.linalg.LinAlgError:
+        return P @ np.linalg.lstsq(A, P @ rhs, rcond=None)[0]
+
+
+def _stress_change(
+    pairs: tuple[np.ndarray, ...], C: np.ndarray, dx: np.ndarray, atoms: Atoms
+) -> np.ndarray:
+    """Change of the stress when the atoms move by ``dx`` (3 n_atoms, n_grad): (6, n_grad).
+
+    sigma = (1/V) sum_pairs g(r) D (x) D with g = u'/r, so along dD = dx_j - dx_i:
+    d(g D_a D_b) = g'(r) (D.dD / r) D_a D_b + g (dD_a D_b + D_a dD_b), g' = (u'' - g)/r.
+    """
+    i, j, D, r, du, d2u = pairs
+    n_grad = dx.shape[1]
+    move = dx.reshape(-1, 3, n_grad)
+    dD = move[j] - move[i]  # (n_pairs, 3, n_grad)
+    g = du / r
+    dg = ((d2u - g) / (r * r))[:, None] * np.einsum("pa,pak->pk", D, dD)  # (n_pairs, n_grad)
+    volume = atoms.get_volume()
+    out = np.empty((6, n_grad))
+    for v, (a, b) in enumerate(_VOIGT):
+        term = dg * (D[:, a] * D[:, b])[:, None] + g[:, None] * (
+            dD[:, a] * D[:, b, None] + D[:, a, None] * dD[:, b]
+        )
+        out[v] = term.sum(axis=0) / volume
+    return out
 
 
 class _LJCalculator(Calculator):

@@ -157,11 +157,11 @@ def bonded_static(ff: ForceField) -> BondedStatic:
 
     torsion_index = np.full((n, n, n, n), -1, dtype=np.int32)
     explicit = np.zeros((n, n, n, n), dtype=bool)
-    for row, (i, j, k, l) in enumerate(np.asarray(ff.torsion_quads, dtype=int)):
-        if i >= 0 and l >= 0:
-            if max(i, j, k, l) < n:
-                torsion_index[i, j, k, l] = torsion_index[l, k, j, i] = row
-                explicit[i, j, k, l] = explicit[l, k, j, i] = True
+    for row, (i, j, k, m) in enumerate(np.asarray(ff.torsion_quads, dtype=int)):
+        if i >= 0 and m >= 0:
+            if max(i, j, k, m) < n:
+                torsion_index[i, j, k, m] = torsion_index[m, k, j, i] = row
+                explicit[i, j, k, m] = explicit[m, k, j, i] = True
         elif 0 <= j < n and 0 <= k < n:
             free = ~explicit[:, j, k, :]
             torsion_index[:, j, k, :] = np.where(free, row, torsion_index[:, j, k, :])
@@ -719,7 +719,7 @@ def bonded_energies(
     tq = (types[ti2], types[tj2], types[tk2], types[tl2])
     tp = t.torsion[tq]
     tok = tok & t.has_torsion[tq]
-    r_ij, r_jk, r_kl = _norm(va), _norm(vb), _norm(vc)
+    r_ij, r_kl = _norm(va), _norm(vc)
     cos_ijk = _cos_angle(va, vb)
     cos_jkl = _cos_angle(-vb, vc)
     sin_ijk, sin_jkl = _sin_from_cos(cos_ijk), _sin_from_cos(cos_jkl)
