@@ -37,6 +37,7 @@ __all__ = [
     "PairList",
     "TypeTables",
     "make_pair_list",
+    "pad_pair_list",
     "nonbonded_energies",
     "taper",
     "type_tables",
@@ -207,6 +208,26 @@ class PairList:
     weight: np.ndarray
 
 
+jax.tree_util.register_dataclass(
+    PairList, data_fields=["i", "j", "shift", "weight"], meta_fields=[]
+)
+
+
+def pad_pair_list(pairs: PairList, n: int) -> PairList:
+    """Pad to ``n`` pairs with weight-0 entries far beyond any cutoff."""
+    extra = n - pairs.i.size
+    if extra < 0:
+        raise ValueError(f"pair list of {pairs.i.size} does not fit in {n}")
+    far = np.zeros((extra, 3))
+    far[:, 0] = 1.0e3
+    return PairList(
+        i=np.concatenate([pairs.i, np.zeros(extra, np.int32)]),
+        j=np.concatenate([pairs.j, np.zeros(extra, np.int32)]),
+        shift=np.concatenate([pairs.shift, far]),
+        weight=np.concatenate([pairs.weight, np.zeros(extra)]),
+    )
+
+
 def make_pair_list(
     positions: np.ndarray,
     cell: np.ndarray | None,
@@ -263,7 +284,9 @@ def make_pair_list(
 
 def _pair_distances(positions: jax.Array, pairs: PairList) -> jax.Array:
     d = positions[pairs.j] + pairs.shift - positions[pairs.i]
-    return jnp.sqrt(jnp.sum(d * d, axis=1))
+    sq = jnp.sum(d * d, axis=1)
+    pos = sq > 0
+    return jnp.where(pos, jnp.sqrt(jnp.where(pos, sq, 1.0)), 0.0)
 
 
 def eem_charges(
@@ -271,10 +294,18 @@ def eem_charges(
     types: jax.Array,
     positions: jax.Array,
     pairs: PairList,
-    total_charge: float = 0.0,
+    total_charge: float | jax.Array = 0.0,
+    atom_mask: jax.Array | None = None,
 ) -> jax.Array:
-    """(n_atoms,) EEM/QEq charges [e] (dense exact solve; gradient stopped)."""
+    """(n_atoms,) EEM/QEq charges [e] (dense exact solve).
+
+    The positions' gradient is stopped (LAMMPS's forces omit dE/dq dq/dx); the
+    parameters' is not, so parameter gradients of the energy are exact. Atoms outside
+    ``atom_mask`` (padding) get charge 0.
+    """
     n = positions.shape[0]
+    positions = jax.lax.stop_gradient(positions)
+    mask = jnp.ones(n, dtype=bool) if atom_mask is None else atom_mask
     r = _pair_distances(positions, pairs)
     ti, tj = types[pairs.i], types[pairs.j]
     in_range = r <= tables.r_cut
@@ -287,12 +318,15 @@ def eem_charges(
         0.0,
     )
     mat = jnp.zeros((n, n)).at[pairs.i, pairs.j].add(h).at[pairs.j, pairs.i].add(h)
-    mat = mat + jnp.diag(2.0 * tables.eta[types])
-    chi = tables.chi[types]
-    border = jnp.block([[mat, jnp.ones((n, 1))], [jnp.ones((1, n)), jnp.zeros((1, 1))]])
-    rhs = jnp.concatenate([-chi, jnp.array([total_charge])])
-    q = jnp.linalg.solve(border, rhs)[:n]
-    return jax.lax.stop_gradient(q)
+    mat = jnp.where(mask[:, None] & mask[None, :], mat, 0.0)
+    mat = mat + jnp.diag(jnp.where(mask, 2.0 * tables.eta[types], 1.0))
+    chi = jnp.where(mask, tables.chi[types], 0.0)
+    ones = mask.astype(mat.dtype)
+    border = jnp.block([[mat, ones[:, None]], [ones[None, :], jnp.zeros((1, 1))]])
+    rhs = jnp.concatenate(
+        [-chi, jnp.reshape(jnp.asarray(total_charge, mat.dtype), (1,))]
+    )
+    return jnp.linalg.solve(border, rhs)[:n]
 
 
 def nonbonded_energies(
@@ -313,7 +347,8 @@ def nonbonded_energies(
     """
     r = _pair_distances(positions, pairs)
     ti, tj = types[pairs.i], types[pairs.j]
-    in_range = r <= tables.r_cut
+    in_range = (r <= tables.r_cut) & (pairs.weight > 0)
+    r = jnp.where(in_range, r, tables.r_cut)
     tap = jnp.where(in_range, taper(r, tables.r_cut), 0.0) * pairs.weight
     d, r_vdw, alpha = tables.d[ti, tj], tables.r_vdw[ti, tj], tables.alpha[ti, tj]
     if tables.is_shielded:

@@ -22,6 +22,7 @@ __all__ = [
     "build_topology",
     "lattice_images",
     "pad_topology",
+    "round_size",
     "topology_sizes",
 ]
 
@@ -269,3 +270,17 @@ def pad_topology(top: Topology, sizes: ListSizes) -> Topology:
         for name in names
     }
     return replace(top, **changes)
+
+
+def round_size(n: int) -> int:
+    """Smallest size >= max(n, 1) of the form {1, 1.25, 1.5, 1.75} * 2^k (few shapes,
+    at most 25 % padding)."""
+    n = max(int(n), 1)
+    if n <= 8:
+        return n if n <= 4 else 8
+    k = int(np.floor(np.log2(n)))
+    for f in (1.0, 1.25, 1.5, 1.75, 2.0):
+        size = int(f * 2**k)
+        if size >= n:
+            return size
+    return 2 ** (k + 1)

@@ -1,0 +1,139 @@
+"""An ASE calculator for parafit's JAX ReaxFF: a fitted force field usable at once.
+
+Energies in eV, forces in eV/Å, charges in e (ASE's units), plus the per-term
+energies in ``results["energy_terms"]`` in kcal/mol (ReaxFF's unit, LAMMPS's names
+in :data:`~parafit.engines.reaxff.model.TERMS`). Forces follow LAMMPS (no derivative
+through the charge solve). Runs in float64 whatever the global JAX setting.
+"""
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from ase import Atoms, units
+from ase.calculators.calculator import Calculator, all_changes
+
+from parafit.engines.reaxff.model import (
+    ReaxFFModel,
+    StructureLists,
+    structure_energy,
+    structure_lists,
+    total_energy,
+)
+from parafit.engines.reaxff.nonbonded import pad_pair_list
+from parafit.engines.reaxff.topology import (
+    ListSizes,
+    pad_topology,
+    round_size,
+    topology_sizes,
+)
+from parafit.io.ffield import ForceField, read_ffield
+
+__all__ = ["KCAL_MOL", "ReaxFFCalculator"]
+
+#: 1 kcal/mol in eV.
+KCAL_MOL = units.kcal / units.mol
+
+
+class ReaxFFCalculator(Calculator):
+    """ReaxFF energies, forces and charges from parafit's JAX engine.
+
+    Args:
+        ffield: path of an ``ffield`` file or a :class:`~parafit.io.ffield.ForceField`.
+        skin: extra distance [Å] on every list cutoff; lists are rebuilt when an atom
+            has moved more than half of it (default 1.0).
+        **kwargs: passed to :class:`ase.calculators.calculator.Calculator`.
+
+    The total charge is ``atoms.info.get("charge", 0)``.
+
+    Example:
+        >>> from ase.build import molecule
+        >>> atoms = molecule("H2O")
+        >>> atoms.calc = ReaxFFCalculator(ffield="ffield")  # doctest: +SKIP
+        >>> atoms.get_potential_energy(), atoms.calc.results["energy_terms"]["E_bond"]  # doctest: +SKIP
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces", "charges"]
+
+    def __init__(
+        self, ffield: str | Path | ForceField, *, skin: float = 1.0, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        ff = ffield if isinstance(ffield, ForceField) else read_ffield(ffield)
+        self.model = ReaxFFModel(ff)
+        self.skin = float(skin)
+        self._lists: StructureLists | None = None
+        self._anchor: np.ndarray | None = None
+        self._key: tuple[Any, ...] | None = None
+        self._compiled: dict[ListSizes | tuple[Any, ...], Any] = {}
+
+    def _needs_lists(self, atoms: Atoms) -> bool:
+        key = (tuple(atoms.numbers), tuple(atoms.pbc), atoms.cell.array.tobytes())
+        if key != self._key or self._anchor is None:
+            self._key = key
+            return True
+        moved = np.linalg.norm(atoms.positions - self._anchor, axis=1).max()
+        return bool(moved > 0.5 * self.skin)
+
+    def _build(self, atoms: Atoms) -> None:
+        types = self.model.type_index(atoms.get_chemical_symbols())
+        self._lists = structure_lists(
+            self.model,
+            atoms.positions,
+            atoms.cell.array,
+            atoms.pbc,
+            types,
+            skin=self.skin,
+        )
+        self._anchor = atoms.positions.copy()
+
+    def _function(self, sizes: ListSizes, n_pairs: int) -> Any:
+        key = (sizes, n_pairs)
+        if key not in self._compiled:
+            model = self.model
+
+            def energy(positions, types, top, pairs, charge):  # noqa: ANN001, ANN202
+                terms, q, overflow = structure_energy(
+                    model, model.tables(), types, positions, top, pairs, charge
+                )
+                return total_energy(terms), (terms, q, overflow)
+
+            self._compiled[key] = jax.jit(jax.value_and_grad(energy, has_aux=True))
+        return self._compiled[key]
+
+    def calculate(
+        self,
+        atoms: Atoms | None = None,
+        properties: Sequence[str] = ("energy",),
+        system_changes: Sequence[str] = tuple(all_changes),
+    ) -> None:
+        super().calculate(atoms, properties, system_changes)
+        atoms = self.atoms
+        with jax.enable_x64(True):
+            if self._needs_lists(atoms):
+                self._build(atoms)
+            for attempt in range(2):
+                assert self._lists is not None
+                top = self._lists.topology
+                raw = topology_sizes(top)
+                sizes = ListSizes(*(round_size(v) for v in vars(raw).values()))
+                n_pairs = round_size(self._lists.pairs.i.size)
+                fn = self._function(sizes, n_pairs)
+                (e, (terms, q, overflow)), grad = fn(
+                    jnp.asarray(atoms.positions),
+                    jnp.asarray(self._lists.types),
+                    pad_topology(top, sizes),
+                    pad_pair_list(self._lists.pairs, n_pairs),
+                    float(atoms.info.get("charge", 0.0)),
+                )
+                if not bool(overflow) or attempt == 1:
+                    break
+                self._build(atoms)  # a bond crossed the list threshold: rebuild once
+        self.results["energy"] = float(e) * KCAL_MOL
+        self.results["free_energy"] = self.results["energy"]
+        self.results["forces"] = -np.asarray(grad) * KCAL_MOL
+        self.results["charges"] = np.asarray(q)
+        self.results["energy_terms"] = {k: float(v) for k, v in terms.items()}

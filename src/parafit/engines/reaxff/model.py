@@ -1,0 +1,326 @@
+"""A ReaxFF force field as a differentiable function of a parameter vector.
+
+:class:`ReaxFFModel` holds what is fixed for a fit (the force field's layout, the
+discrete per-type rules, which parameter names are free) and maps a parameter vector
+to the mixed tables of :mod:`~parafit.engines.reaxff.bonded` and
+:mod:`~parafit.engines.reaxff.nonbonded`. :func:`structure_energy` is the energy of one
+(possibly padded) structure: every term, the EEM/QEq charges and a flag saying whether
+the interaction lists were large enough for these parameters.
+
+Units: kcal/mol, Å, e (ReaxFF's); engines convert to eV at their edge.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from parafit.engines.reaxff.bonded import (
+    BondedStatic,
+    BondedTables,
+    Topology,
+    bond_orders,
+    bonded_energies,
+    bonded_static,
+    bonded_tables,
+    list_overflow,
+)
+from parafit.engines.reaxff.names import parameter_locations
+from parafit.engines.reaxff.nonbonded import (
+    PairList,
+    TypeTables,
+    eem_charges,
+    nonbonded_energies,
+    type_tables,
+    vdw_form,
+)
+from parafit.errors import EngineError
+from parafit.io.ffield import BLOCK_CODES, ForceField
+
+__all__ = [
+    "TERMS",
+    "ReaxFFModel",
+    "StructureLists",
+    "Tables",
+    "structure_energy",
+    "structure_lists",
+    "total_energy",
+]
+
+#: Energy terms reported per structure [kcal/mol], in LAMMPS's order.
+TERMS = (
+    "E_bond",
+    "E_over",
+    "E_under",
+    "E_lone_pair",
+    "E_val",
+    "E_pen",
+    "E_coa",
+    "E_hb",
+    "E_tors",
+    "E_conj",
+    "E_vdw",
+    "E_coul",
+    "E_charge",
+)
+
+_BLOCK_FIELDS = {
+    "GEN": "general",
+    "ATM": "atom_params",
+    "BND": "bond_params",
+    "OFD": "offdiag_params",
+    "ANG": "angle_params",
+    "TOR": "torsion_params",
+    "HBD": "hbond_params",
+}
+
+
+@dataclass(frozen=True)
+class Tables:
+    """Mixed parameter tables of one parameter vector (a pytree)."""
+
+    bonded: BondedTables
+    nonbonded: TypeTables
+
+
+jax.tree_util.register_dataclass(
+    Tables, data_fields=["bonded", "nonbonded"], meta_fields=[]
+)
+
+
+class ReaxFFModel:
+    """The fixed part of a ReaxFF force field and the map from parameters to tables.
+
+    Args:
+        ff: the force field (base values of every parameter not in ``parameter_names``;
+            masses, symbols and p_hbond decide the discrete rules).
+        parameter_names: names (see :func:`~parafit.engines.reaxff.names.interface_from_ffield`)
+            of the entries of the parameter vectors passed to :meth:`tables`.
+
+    Raises:
+        EngineError: a name the force field does not have.
+    """
+
+    def __init__(self, ff: ForceField, parameter_names: Sequence[str] = ()) -> None:
+        self.ff = ff
+        self.static: BondedStatic = bonded_static(ff)
+        self.is_shielded, self.has_inner_wall = vdw_form(ff.atom_params)
+        by_name = {loc.name: loc for loc in parameter_locations(ff)}
+        self.parameter_names = tuple(parameter_names)
+        self._scatter: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        missing = [n for n in self.parameter_names if n not in by_name]
+        if missing:
+            raise EngineError(
+                f"parameter {missing[0]!r} is not in this force field "
+                f"({len(missing)} unknown name(s)); was the interface built from another ffield?"
+            )
+        per_block: dict[str, list[tuple[int, int, int]]] = {}
+        for k, name in enumerate(self.parameter_names):
+            loc = by_name[name]
+            row, col = (
+                (0, loc.entry) if loc.block == "GEN" else (loc.entry, loc.position - 1)
+            )
+            per_block.setdefault(loc.block, []).append((k, row, col))
+        for block, items in per_block.items():
+            a = np.asarray(items, dtype=np.int64)
+            self._scatter[block] = (a[:, 0], a[:, 1], a[:, 2])
+        self.symbols = tuple(s.strip() for s in ff.atom_symbols)
+        self.hbond_role = self.static.hbond_role
+        self.r_cut = float(ff.general[12])
+        static = self.static
+        self._bond_orders = jax.jit(
+            lambda t, types, pos, top: bond_orders(t, static, types, pos, top).bo
+        )
+
+    def bond_orders(
+        self, tables: "Tables", types: np.ndarray, positions: np.ndarray, top: Topology
+    ) -> np.ndarray:
+        """(n_bonds,) corrected bond orders of a topology's bond candidates (compiled
+        once per padded size)."""
+        from parafit.engines.reaxff.topology import ListSizes, pad_topology, round_size
+
+        nb = top.bond_i.size
+        n = top.atom_mask.size
+        sizes = ListSizes(atoms=n, bonds=round_size(nb), angles=1, torsions=1, hbonds=1)
+        bare = Topology(
+            **{
+                **vars(top),
+                "angle_h1": np.zeros(0, np.int32),
+                "angle_h2": np.zeros(0, np.int32),
+                "angle_mask": np.zeros(0, bool),
+                "torsion_h1": np.zeros(0, np.int32),
+                "torsion_bond": np.zeros(0, np.int32),
+                "torsion_h3": np.zeros(0, np.int32),
+                "torsion_mask": np.zeros(0, bool),
+                "hbond_h": np.zeros(0, np.int32),
+                "hbond_z": np.zeros(0, np.int32),
+                "hbond_shift": np.zeros((0, 3)),
+                "hbond_mask": np.zeros(0, bool),
+            }
+        )
+        padded = pad_topology(bare, sizes)
+        bo = self._bond_orders(
+            tables.bonded,
+            jnp.asarray(types),
+            jnp.asarray(positions, dtype=float),
+            padded,
+        )
+        return np.asarray(bo)[:nb]
+
+    @property
+    def base_vector(self) -> np.ndarray:
+        """(n_params,) the force field's values of ``parameter_names``."""
+        by_name = {loc.name: loc for loc in parameter_locations(self.ff)}
+        return np.array([by_name[n].value(self.ff) for n in self.parameter_names])
+
+    def type_index(self, symbols: Sequence[str]) -> np.ndarray:
+        """(n_atoms,) atom-type indices of element symbols (first matching type).
+
+        Raises:
+            EngineError: an element the force field does not have.
+        """
+        upper = [s.upper() for s in self.symbols]
+        out = []
+        for s in symbols:
+            if s.upper() not in upper:
+                raise EngineError(
+                    f"element {s!r} is not in the force field (it has {', '.join(self.symbols)})."
+                )
+            out.append(upper.index(s.upper()))
+        return np.asarray(out, dtype=np.int32)
+
+    def blocks(self, x: jax.Array | None) -> dict[str, jax.Array]:
+        """The force-field blocks with ``x`` (n_params,) written in (or base values)."""
+        out: dict[str, jax.Array] = {}
+        for block in BLOCK_CODES:
+            base = jnp.asarray(getattr(self.ff, _BLOCK_FIELDS[block]), dtype=float)
+            if base.ndim == 2 and base.shape[0] == 0:
+                base = jnp.zeros((0, base.shape[1]))
+            if x is not None and block in self._scatter:
+                k, row, col = self._scatter[block]
+                if block == "GEN":
+                    base = base.at[col].set(x[k])
+                else:
+                    base = base.at[row, col].set(x[k])
+            out[block] = base
+        return out
+
+    def tables(self, x: jax.Array | None = None) -> Tables:
+        """Mixed tables for the parameter vector ``x`` (n_params,), differentiable."""
+        b = self.blocks(x)
+        ff = self.ff
+        return Tables(
+            bonded=bonded_tables(
+                self.static,
+                b["GEN"],
+                b["ATM"],
+                b["BND"],
+                b["OFD"],
+                b["ANG"],
+                b["TOR"],
+                b["HBD"],
+            ),
+            nonbonded=type_tables(
+                b["GEN"],
+                b["ATM"],
+                ff.offdiag_pairs,
+                b["OFD"],
+                is_shielded=self.is_shielded,
+                has_inner_wall=self.has_inner_wall,
+            ),
+        )
+
+
+def structure_energy(
+    model: ReaxFFModel,
+    tables: Tables,
+    types: jax.Array,
+    positions: jax.Array,
+    top: Topology,
+    pairs: PairList,
+    total_charge: jax.Array | float = 0.0,
+) -> tuple[dict[str, jax.Array], jax.Array, jax.Array]:
+    """Energy terms [kcal/mol], charges (n_atoms,) [e] and list overflow of one structure.
+
+    The charges are solved for these positions with their position gradient stopped,
+    so ``-grad`` of the total with respect to positions is LAMMPS's force.
+    """
+    q = eem_charges(
+        tables.nonbonded, types, positions, pairs, total_charge, atom_mask=top.atom_mask
+    )
+    bonded, bo = bonded_energies(tables.bonded, model.static, types, positions, top)
+    nonbonded = nonbonded_energies(tables.nonbonded, types, positions, pairs, q)
+    terms = {**bonded, **nonbonded}
+    return {k: terms[k] for k in TERMS}, q, list_overflow(bo, top)
+
+
+def total_energy(terms: dict[str, jax.Array]) -> jax.Array:
+    """Sum of the terms of :func:`structure_energy` [kcal/mol]."""
+    return sum((terms[k] for k in TERMS), start=jnp.zeros(()))
+
+
+@dataclass(frozen=True)
+class StructureLists:
+    """Unpadded inputs of :func:`structure_energy` for one geometry."""
+
+    types: np.ndarray
+    topology: Topology
+    pairs: PairList
+    bonds: tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def structure_lists(
+    model: ReaxFFModel,
+    positions: np.ndarray,
+    cell: np.ndarray | None,
+    pbc: np.ndarray | None,
+    types: np.ndarray,
+    *,
+    tables: Sequence[Tables] = (),
+    skin: float = 0.0,
+    margin: float = 0.1,
+) -> StructureLists:
+    """Interaction lists of one geometry, good for every parameter set in ``tables``.
+
+    A bond gets angles, torsions and H-bonds when its bond order exceeds
+    ``margin * 0.001`` for any of ``tables`` (the model's base values if empty), so
+    parameter vectors near those stay within the lists; ``skin`` [Å] is added to every
+    cutoff for geometries that will move (relaxations).
+    """
+    from parafit.engines.reaxff.bonded import THB_CUT
+    from parafit.engines.reaxff.nonbonded import make_pair_list
+    from parafit.engines.reaxff.topology import bond_candidates, build_topology
+
+    periodic = pbc is not None and bool(np.any(pbc))
+    cell = np.asarray(cell, float) if periodic else None
+    pbc = np.asarray(pbc, bool) if periodic else None
+    bonds = bond_candidates(positions, cell, pbc, skin)
+    bare = build_topology(
+        positions,
+        cell,
+        pbc,
+        types,
+        model.hbond_role,
+        listed=np.zeros(bonds[0].size, bool),
+        bonds=bonds,
+        skin=skin,
+    )
+    listed = np.zeros(bonds[0].size, bool)
+    for t in tables or (model.tables(),):
+        listed |= model.bond_orders(t, types, positions, bare) > margin * THB_CUT
+    top = build_topology(
+        positions,
+        cell,
+        pbc,
+        types,
+        model.hbond_role,
+        listed=listed,
+        bonds=bonds,
+        skin=skin,
+    )
+    pairs = make_pair_list(positions, cell, pbc, model.r_cut + skin)
+    return StructureLists(
+        types=np.asarray(types, np.int32), topology=top, pairs=pairs, bonds=bonds
+    )
