@@ -37,6 +37,11 @@ def build_engine(settings: dict[str, Any], *, source: Path | None = None) -> Any
 
     settings = dict(settings)
     name = str(settings.pop("type"))
+    ffield = settings.get("ffield")
+    if isinstance(ffield, str) and ffield and source is not None:
+        path = Path(ffield).expanduser()
+        if not path.is_absolute():  # relative to the input file, like other paths
+            settings["ffield"] = str(Path(source).parent / path)
     try:
         factory = ENGINES.get(name)
     except UnknownNameError as err:

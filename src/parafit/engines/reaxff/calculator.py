@@ -119,7 +119,13 @@ class ReaxFFCalculator(Calculator):
                 assert self._lists is not None
                 top = self._lists.topology
                 raw = topology_sizes(top)
-                sizes = ListSizes(*(round_size(v) for v in vars(raw).values()))
+                sizes = ListSizes(
+                    atoms=raw.atoms,  # positions are not padded here
+                    bonds=round_size(raw.bonds),
+                    angles=round_size(raw.angles),
+                    torsions=round_size(raw.torsions),
+                    hbonds=round_size(raw.hbonds),
+                )
                 n_pairs = round_size(self._lists.pairs.i.size)
                 fn = self._function(sizes, n_pairs)
                 (e, (terms, q, overflow)), grad = fn(

