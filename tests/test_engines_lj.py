@@ -350,7 +350,7 @@ def test_default_interface_and_round_trip():
     assert ENGINES.get("lj") is LJEngine
     assert isinstance(engine, Engine)
     assert engine.implemented_properties == frozenset({"energy", "forces", "stress"})
-    assert engine.is_differentiable is False
+    assert engine.is_differentiable is True
 
 
 def test_pickle_round_trip():

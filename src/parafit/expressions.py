@@ -221,7 +221,9 @@ def _jvp(
     b, db = _jvp(node[2], values, dots)
     if kind in ("+", "-"):
         s = 1.0 if kind == "+" else -1.0
-        return (a + b if kind == "+" else a - b), _add(da, None if db is None else s * db)
+        return (a + b if kind == "+" else a - b), _add(
+            da, None if db is None else s * db
+        )
     ea, eb = np.asarray(a)[..., None], np.asarray(b)[..., None]
     if kind == "*":
         return a * b, _add(

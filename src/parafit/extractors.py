@@ -265,7 +265,9 @@ def differentiate(
         signed = np.concatenate([t, -t], axis=1).reshape(-1)  # (n * 2 n_grad,)
         moved = {}
         for f, J in columns.items():
-            base = np.repeat(np.asarray(getattr(results, f), dtype=float), 2 * n_grad, axis=0)
+            base = np.repeat(
+                np.asarray(getattr(results, f), dtype=float), 2 * n_grad, axis=0
+            )
             both = _columns_first(np.concatenate([J, J], axis=-1))
             moved[f] = base + signed.reshape((-1,) + (1,) * (both.ndim - 1)) * both
         packed = _packed_results(results, 2 * n_grad, moved)

@@ -310,7 +310,9 @@ class Objective:
             results = self.run_engine(
                 values[feasible],
                 validation=do_validation,
-                grad_indices=self.interface.active_indices.tolist() if gradient else None,
+                grad_indices=self.interface.active_indices.tolist()
+                if gradient
+                else None,
             )
         n_failed = np.zeros(n, dtype=int)
         for r in results.values():
@@ -328,7 +330,9 @@ class Objective:
             grad = np.full((n, self.n_active), np.nan) if with_gradient else None
             if feasible.any():
                 if with_gradient:
-                    p, jac = compiled.predict_and_jacobian(results, n_grad=self.n_active)
+                    p, jac = compiled.predict_and_jacobian(
+                        results, n_grad=self.n_active
+                    )
                     lr, dloss = loss_gradient(p, compiled, kind)
                     grad[feasible] = self._chain(dloss, jac, compiled)  # type: ignore[index]
                 else:
@@ -493,7 +497,9 @@ def evaluate_batch(
     if rows.all():
         return _evaluate_on(objective, executor, x_scaled, gradient=True, **kwargs)
     plain = _evaluate_on(objective, executor, x_scaled[~rows], **kwargs)
-    with_grad = _evaluate_on(objective, executor, x_scaled[rows], gradient=True, **kwargs)
+    with_grad = _evaluate_on(
+        objective, executor, x_scaled[rows], gradient=True, **kwargs
+    )
     order = np.concatenate([np.flatnonzero(~rows), np.flatnonzero(rows)])
     return take_evaluation(concat_evaluations([plain, with_grad]), np.argsort(order))
 

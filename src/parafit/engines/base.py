@@ -188,6 +188,12 @@ ENGINES.register(
     "lj", "parafit.engines.lj:LJEngine", aliases=("lennard-jones", "lennardjones")
 )
 ENGINES.register("ase", "parafit.engines.ase:ASEEngine")
+ENGINES.register("reaxff", "parafit.engines.reaxff.engine:ReaxFFEngine")
+ENGINES.register(
+    "reaxff-lammps",
+    "parafit.engines.reaxff.lammps:LAMMPSReaxFFEngine",
+    aliases=("lammps-reaxff",),
+)
 
 
 def register_engine(

@@ -591,12 +591,16 @@ class _SinglePointSums:
         )
 
 
-def _split_columns(jac: np.ndarray, n_atoms: int, stress: bool) -> dict[str, np.ndarray]:
+def _split_columns(
+    jac: np.ndarray, n_atoms: int, stress: bool
+) -> dict[str, np.ndarray]:
     """Energy, forces (and stress) jacobians from (n_vectors, n_cols, n_grad) pair-sum columns."""
     n_vectors, _, k = jac.shape
     out = {
         "energy": jac[:, 0, :].copy(),
-        "forces": jac[:, 1 : 1 + 3 * n_atoms, :].reshape(n_vectors, n_atoms, 3, k).copy(),
+        "forces": jac[:, 1 : 1 + 3 * n_atoms, :]
+        .reshape(n_vectors, n_atoms, 3, k)
+        .copy(),
     }
     if stress:
         out["stress"] = jac[:, 1 + 3 * n_atoms :, :].copy()
@@ -738,38 +742,49 @@ def _moved_jacobians(
         scan = np.empty((task.n_points, n_grad))
         for k in range(task.n_points):
             atoms.positions[:] = result.scan_positions[0, k]
-            types, M, _ = kernel.pair_sums(atoms)
-            scan[k] = _rows(dC, types, kernel.n_types).T @ M[:, 0]
+            scan[k] = _fixed_geometry_jacobians(kernel, atoms, dC)["energy"][0]
         best = int(np.argmin(result.scan_energies[0]))  # type: ignore[index]
         atoms.positions[:] = result.scan_positions[0, best]
-        types, M, stress = kernel.pair_sums(atoms)
-        out = _split_columns((_rows(dC, types, kernel.n_types).T @ M)[None].transpose(0, 2, 1), n, stress)
+        out = _fixed_geometry_jacobians(kernel, atoms, dC)
         out["scan_energies"] = scan[None]
         out["positions"] = np.zeros((1, n, 3, n_grad))
         return out
     if not isinstance(task, GeometryOptimization) or task.relax_cell or task.restraints:
         return nan
     atoms.positions[:] = result.positions[0]
-    types, M, stress = kernel.pair_sums(atoms)
-    partial = _split_columns(
-        (_rows(dC, types, kernel.n_types).T @ M)[None].transpose(0, 2, 1), n, stress
-    )
+    partial = _fixed_geometry_jacobians(kernel, atoms, dC)
     hessian, pairs = _pair_hessian(kernel, atoms, C)
     free = np.ones(n, dtype=bool)
     free[_fixed_atoms(job)] = False
     dof = np.repeat(free, 3)
-    rhs = partial["forces"][0].reshape(3 * n, n_grad)  # dF/dθ at fixed x = -d(grad E)/dθ
+    dF = partial["forces"][0].reshape(3 * n, n_grad)  # ∂F/∂θ = -∂(grad_x E)/∂θ
     basis = _rigid_modes(atoms.positions, free, bool(atoms.pbc.any()))
     dx = np.zeros((3 * n, n_grad))
-    dx[dof] = _solve_projected(hessian[np.ix_(dof, dof)], rhs[dof], basis)
+    dx[dof] = _solve_projected(hessian[np.ix_(dof, dof)], dF[dof], basis)
     out = {
         "energy": partial["energy"],  # envelope theorem: F(x*) = 0
         "positions": dx.reshape(1, n, 3, n_grad),
-        "forces": (rhs - hessian @ dx).reshape(1, n, 3, n_grad),
+        "forces": (dF - hessian @ dx).reshape(1, n, 3, n_grad),
     }
-    if stress:
-        out["stress"] = partial["stress"] + _stress_change(pairs, C, dx, atoms)[None]
+    if "stress" in partial:
+        out["stress"] = partial["stress"] + _stress_change(pairs, dx, atoms)[None]
     return out
+
+
+def _fixed_geometry_jacobians(
+    kernel: _PairKernel, atoms: Atoms, dC: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Energy, forces (and stress) jacobians at the fixed geometry ``atoms``, ``dC @ M``.
+
+    Args:
+        dC: (2 n_types, n_grad) coefficient jacobian of one vector.
+
+    Returns:
+        field -> (1, *shape, n_grad).
+    """
+    types, M, stress = kernel.pair_sums(atoms)
+    jac = (_rows(dC, types, kernel.n_types).T @ M).T  # (n_cols, n_grad)
+    return _split_columns(jac[None], len(atoms), stress)
 
 
 def _rows(dC: np.ndarray, types: np.ndarray, n_types: int) -> np.ndarray:
@@ -866,7 +881,7 @@ def _solve_projected(H: np.ndarray, rhs: np.ndarray, basis: np.ndarray) -> np.nd
 
 
 def _stress_change(
-    pairs: tuple[np.ndarray, ...], C: np.ndarray, dx: np.ndarray, atoms: Atoms
+    pairs: tuple[np.ndarray, ...], dx: np.ndarray, atoms: Atoms
 ) -> np.ndarray:
     """Change of the stress when the atoms move by ``dx`` (3 n_atoms, n_grad): (6, n_grad).
 
@@ -878,7 +893,9 @@ def _stress_change(
     move = dx.reshape(-1, 3, n_grad)
     dD = move[j] - move[i]  # (n_pairs, 3, n_grad)
     g = du / r
-    dg = ((d2u - g) / (r * r))[:, None] * np.einsum("pa,pak->pk", D, dD)  # (n_pairs, n_grad)
+    dg = ((d2u - g) / (r * r))[:, None] * np.einsum(
+        "pa,pak->pk", D, dD
+    )  # (n_pairs, n_grad)
     volume = atoms.get_volume()
     out = np.empty((6, n_grad))
     for v, (a, b) in enumerate(_VOIGT):

@@ -10,6 +10,17 @@ learns from their losses; it never calls the objective (pycma's ask/tell)::
         opt.tell(x, objective(x))      # (n,) losses; inf/nan allowed
     x_best, loss_best = opt.best
 
+Optimizers that use exact gradients (:class:`GradientOptimizer`, e.g. ``scipy`` with a
+gradient method) are told by ``offer_gradients(True)`` that the objective is
+differentiable; while their ``wants_gradient`` is True they are told
+``tell(x, losses, gradients=g)`` with ``g`` (n, n_active) the gradient of each loss
+with respect to the scaled point (NaN rows for failed points)::
+
+    opt.offer_gradients(objective.is_differentiable)
+    x = opt.ask()
+    loss, grad = objective.value_and_grad(x)
+    opt.tell(x, loss, gradients=grad)
+
 Non-finite losses (failed evaluations, constraint-violating points) are never an
 error: each adapter documents how it hands them to its library and counts them in
 ``n_failed``. Every optimizer is picklable; after unpickling, ``ask()`` continues the
@@ -29,6 +40,7 @@ from parafit.errors import InputError
 
 __all__ = [
     "OPTIMIZERS",
+    "GradientOptimizer",
     "Optimizer",
     "OptimizerFactory",
     "make_optimizer",
@@ -70,6 +82,25 @@ class Optimizer(Protocol):
 
     @property
     def n_failed(self) -> int: ...
+
+
+@runtime_checkable
+class GradientOptimizer(Optimizer, Protocol):
+    """An optimizer that can use exact gradients of the loss (an optional extension).
+
+    Contracts (besides :class:`Optimizer`'s):
+        - ``offer_gradients(available)`` is called once before the first ``ask()``
+          (and again after unpickling) with whether gradients can be told; it may
+          raise InputError when the optimizer was set up to require them.
+        - While ``wants_gradient`` is True, ``tell(x_scaled, losses, gradients=g)``
+          gets ``g`` of shape (n, n_active), d loss / d x_scaled, NaN rows for failed
+          points; otherwise ``tell`` is called without ``gradients``.
+    """
+
+    @property
+    def wants_gradient(self) -> bool: ...
+
+    def offer_gradients(self, available: bool) -> None: ...
 
 
 class OptimizerFactory(Protocol):

@@ -7,10 +7,14 @@ request, ``tell()`` answers it and waits until scipy either asks again or return
 Call :meth:`ScipyOptimizer.close` at the end (the thread is also stopped when the
 evaluation budget is spent, when scipy returns, and when the object is collected).
 
-Gradient methods (CG, BFGS, L-BFGS-B, TNC, SLSQP, trust-constr) get ``jac=True``: one
-request is the whole forward-difference stencil ``[x, x + h e_1, ..., x + h e_n]``
-(n_active + 1 points, a backward step where ``x_i + h > 1``), so a loss and its
-gradient cost one batched evaluation.
+Gradient methods (CG, BFGS, L-BFGS-B, TNC, SLSQP, trust-constr) get ``jac=True``. With
+exact gradients (setting ``gradient``: ``exact``, or ``auto`` when the objective is
+differentiable, see :meth:`ScipyOptimizer.offer_gradients`) one request is the single
+point ``x`` and ``tell(x, losses, gradients=g)`` answers it with the loss and its
+gradient ``g`` (1, n_active) with respect to the scaled point. Otherwise one request is
+the whole forward-difference stencil ``[x, x + h e_1, ..., x + h e_n]`` (n_active + 1
+points, a backward step where ``x_i + h > 1``), so a loss and its gradient cost one
+batched evaluation.
 
 Bounds: methods that accept bounds (Nelder-Mead, Powell, L-BFGS-B, TNC, COBYLA,
 SLSQP, trust-constr) get ``[0, 1]`` for every coordinate. For the others (CG, BFGS),
@@ -20,7 +24,9 @@ outside the cube, and the gradient components of clipped coordinates are set to 
 Non-finite losses: scipy gets ``1e10 + 10 * max(1, |worst finite loss so far|)``, a
 finite value above every loss seen, which simplex and line-search methods treat as a
 bad step. In a gradient stencil a failed neighbour gives a 0 gradient component; a
-failed centre gives the penalty with a 0 gradient. Failures count in ``n_failed``.
+failed centre gives the penalty with a 0 gradient, and so does a failed point with exact
+gradients (a NaN component of an exact gradient is given as 0). Failures count in
+``n_failed``.
 
 Checkpoints: pickling keeps the settings, the counters and the best point, not
 scipy's internal state (a thread cannot be pickled). An unpickled optimizer restarts
@@ -64,6 +70,7 @@ _GRADIENT_METHODS = frozenset(
 _BOUNDED_METHODS = frozenset(
     {"Nelder-Mead", "Powell", "L-BFGS-B", "TNC", "COBYLA", "SLSQP", "trust-constr"}
 )
+_GRADIENT_MODES = ("auto", "exact", "finite-difference")
 
 
 class _Closed(Exception):
@@ -80,10 +87,16 @@ class ScipyOptimizer:
         seed: accepted for the factory contract; the scipy methods are deterministic.
         method: one of Nelder-Mead (default), Powell, CG, BFGS, L-BFGS-B, TNC, COBYLA,
             SLSQP, trust-constr (case-insensitive).
-        max_evaluations: stop after this many told points (a gradient costs
-            n_active + 1); default None (scipy's own limits apply).
+        max_evaluations: stop after this many told points (a finite-difference
+            gradient costs n_active + 1, an exact one 1); default None (scipy's own
+            limits apply).
         options: the ``options`` dict of ``minimize`` (e.g. ``{"maxfev": 2000}``).
         fd_step: forward-difference step in the scaled space (0 < h < 0.5); default 1e-6.
+        gradient: how gradient methods get gradients: ``auto`` (default: exact when
+            the objective is differentiable, else finite differences), ``exact``
+            (requires a differentiable engine) or ``finite-difference``. Resolved by
+            :meth:`offer_gradients` before the first ``ask``; until then ``auto``
+            means finite differences.
 
     Raises:
         InputError: a bad setting (``.key`` names it).
@@ -108,6 +121,7 @@ class ScipyOptimizer:
         max_evaluations: int | None = None,
         options: dict[str, Any] | None = None,
         fd_step: float = 1e-6,
+        gradient: str = "auto",
     ) -> None:
         owner = "optimizer 'scipy'"
         self.n_active = check_n_active(n_active)
@@ -132,6 +146,19 @@ class ScipyOptimizer:
             raise InputError(
                 f"{owner}: 'fd_step' must be < 0.5; got {fd_step!r}.", key="fd_step"
             )
+        if not isinstance(gradient, str) or gradient.lower() not in _GRADIENT_MODES:
+            raise InputError(
+                f"{owner}: 'gradient' must be one of {', '.join(_GRADIENT_MODES)}; got {gradient!r}.",
+                key="gradient",
+            )
+        self.gradient = gradient.lower()
+        if self.gradient == "exact" and self.method not in _GRADIENT_METHODS:
+            raise InputError(
+                f"{owner}: 'gradient: exact' needs a gradient method "
+                f"({', '.join(sorted(_GRADIENT_METHODS))}); method {self.method!r} uses no gradient.",
+                key="gradient",
+            )
+        self._exact = False
         self.seed = seed if not isinstance(seed, np.random.Generator) else None
         self.n_restarts = 0
         self._book = Bookkeeper(self.n_active, self.x0)
@@ -143,13 +170,44 @@ class ScipyOptimizer:
     def _init_runtime(self) -> None:
         self._thread: threading.Thread | None = None
         self._requests: queue.Queue[tuple[str, Any]] | None = None
-        self._replies: queue.Queue[tuple[np.ndarray, np.ndarray] | None] | None = None
+        self._replies: queue.Queue[_Reply | None] | None = None
         self._finalizer: weakref.finalize | None = None
         self._next_batch: np.ndarray | None = None
 
+    # ---- gradients ----------------------------------------------------------------
+    def offer_gradients(self, available: bool) -> None:
+        """Say whether exact gradients of the loss can be told (the objective is
+        differentiable); call before the first ``ask`` (again after unpickling is fine).
+
+        Raises:
+            InputError: ``gradient: exact`` and ``available`` is False.
+            RuntimeError: scipy is already running.
+        """
+        if self._thread is not None:
+            raise RuntimeError(
+                f"{self.name}: offer_gradients() must come before the first ask()."
+            )
+        if self.gradient == "exact" and not available:
+            raise InputError(
+                f"optimizer {self.name!r}: 'gradient: exact' needs a differentiable engine "
+                "(is_differentiable: true, e.g. lj); use gradient: auto or finite-difference.",
+                key="gradient",
+            )
+        self._exact = (
+            self.method in _GRADIENT_METHODS
+            and self.gradient != "finite-difference"
+            and bool(available)
+        )
+
+    @property
+    def wants_gradient(self) -> bool:
+        """True when ``tell`` needs ``gradients=``: exact gradients of a gradient method."""
+        return self._exact
+
     # ---- protocol -----------------------------------------------------------------
     def ask(self) -> np.ndarray:
-        """Scipy's next request: (1, n_active), or (n_active + 1, n_active) for a gradient.
+        """Scipy's next request: (1, n_active), or (n_active + 1, n_active) for a
+        finite-difference gradient.
 
         Returns an empty (0, n_active) array when ``stop()`` is non-empty.
         """
@@ -166,9 +224,39 @@ class ScipyOptimizer:
         x, self._next_batch = self._next_batch, None
         return self._book.set_pending(x)
 
-    def tell(self, x_scaled: np.ndarray, losses: np.ndarray) -> None:
-        """Answer the last request; waits until scipy asks again or returns."""
+    def tell(
+        self,
+        x_scaled: np.ndarray,
+        losses: np.ndarray,
+        *,
+        gradients: np.ndarray | None = None,
+    ) -> None:
+        """Answer the last request; waits until scipy asks again or returns.
+
+        Args:
+            x_scaled: the points of the last ``ask``, (n, n_active).
+            losses: (n,) losses; inf/nan for failed points.
+            gradients: (n, n_active) d loss / d x_scaled; required when
+                :attr:`wants_gradient`, ignored otherwise.
+
+        Raises:
+            RuntimeError: nothing was asked.
+            ValueError: shapes do not match, or gradients are missing.
+        """
         x, y = self._book.check_tell(x_scaled, losses)
+        grads = None
+        if self._exact:
+            if gradients is None:
+                raise ValueError(
+                    f"{self.name} uses exact gradients: call tell(x, losses, gradients=g) "
+                    f"with g of shape ({len(x)}, {self.n_active})."
+                )
+            grads = np.array(gradients, dtype=float).reshape(len(x), -1)
+            if grads.shape != (len(x), self.n_active):
+                raise ValueError(
+                    f"tell() got gradients of shape {np.shape(gradients)}; expected "
+                    f"({len(x)}, {self.n_active})."
+                )
         bad = self._book.record(x, y)
         if (~bad).any():
             self._worst_finite = max(self._worst_finite, float(np.max(y[~bad])))
@@ -184,7 +272,7 @@ class ScipyOptimizer:
             raise RuntimeError(
                 f"{self.name}: no scipy worker is running; this is a bug."
             )
-        self._replies.put((values, bad))
+        self._replies.put((values, bad, grads))
         self._receive()
 
     def stop(self) -> dict[str, object]:
@@ -264,6 +352,7 @@ class ScipyOptimizer:
                 self._start_x.copy(),
                 self.options,
                 self.fd_step,
+                self._exact,
             ),
             name=f"parafit-{self.name}",
             daemon=True,
@@ -304,6 +393,8 @@ class ScipyOptimizer:
             raise payload
 
 
+_Reply = tuple[np.ndarray, np.ndarray, np.ndarray | None]  # losses, failed, gradients
+
 _RUNTIME = frozenset({"_thread", "_requests", "_replies", "_finalizer", "_next_batch"})
 
 
@@ -315,11 +406,12 @@ def _shutdown(replies: "queue.Queue[Any]", thread: threading.Thread) -> None:
 
 def _run_minimize(
     requests: "queue.Queue[tuple[str, Any]]",
-    replies: "queue.Queue[tuple[np.ndarray, np.ndarray] | None]",
+    replies: "queue.Queue[_Reply | None]",
     method: str,
     x0: np.ndarray,
     options: dict[str, Any],
     fd_step: float,
+    exact: bool = False,
 ) -> None:
     """Worker thread body: run ``minimize``, asking the main thread for every loss."""
     from scipy.optimize import minimize
@@ -327,7 +419,7 @@ def _run_minimize(
     n = len(x0)
     is_bounded = method in _BOUNDED_METHODS
 
-    def evaluate(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def evaluate(x: np.ndarray) -> _Reply:
         requests.put(("eval", x))
         reply = replies.get()
         if reply is None:
@@ -335,15 +427,24 @@ def _run_minimize(
         return reply
 
     def fun(x: np.ndarray) -> float:
-        values, _ = evaluate(np.clip(np.asarray(x, dtype=float), 0.0, 1.0)[None, :])
+        values, _, _ = evaluate(np.clip(np.asarray(x, dtype=float), 0.0, 1.0)[None, :])
         return float(values[0])
+
+    def fun_and_exact_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
+        x = np.asarray(x, dtype=float)
+        xc = np.clip(x, 0.0, 1.0)
+        values, bad, grads = evaluate(xc[None, :])
+        grad = np.zeros(n) if bad[0] or grads is None else grads[0].copy()
+        grad[~np.isfinite(grad)] = 0.0
+        grad[xc != x] = 0.0  # the clipped loss is flat outside the cube
+        return float(values[0]), grad
 
     def fun_and_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
         x = np.asarray(x, dtype=float)
         xc = np.clip(x, 0.0, 1.0)
         steps = np.where(xc + fd_step <= 1.0, fd_step, -fd_step)
         stencil = np.vstack([xc, xc + np.diag(steps)])
-        values, bad = evaluate(stencil)
+        values, bad, _ = evaluate(stencil)
         grad = (values[1:] - values[0]) / steps
         grad[bad[1:]] = 0.0
         if bad[0]:
@@ -353,7 +454,7 @@ def _run_minimize(
 
     try:
         if method in _GRADIENT_METHODS:
-            objective, jac = fun_and_grad, True
+            objective, jac = (fun_and_exact_grad if exact else fun_and_grad), True
         else:
             objective, jac = fun, None
         result = minimize(

@@ -2,7 +2,10 @@
 
 Each round asks every running optimizer for its points, evaluates them all as one
 batch (split over worker processes when ``parallel.workers`` > 1), tells each
-optimizer its losses, and hands the batch to the recorder. The validation set is
+optimizer its losses, and hands the batch to the recorder. Optimizers that use exact
+gradients (``scipy`` gradient methods with a differentiable engine, see
+:class:`~parafit.optimizers.base.GradientOptimizer`) get their points evaluated with the
+loss gradient and told it. The validation set is
 evaluated every ``validation_set.every`` evaluations at the batch's best point;
 early stopping ends the run when its loss has not improved for
 ``early_stopping_patience`` evaluations. A checkpoint (optimizer states, counters,
@@ -126,6 +129,26 @@ def _make_optimizers(config: Config, n_active: int, x0: np.ndarray) -> list[Any]
     return out
 
 
+def _offer_gradients(optimizers: list[Any], objective: Any, config: Config) -> None:
+    """Tell gradient-capable optimizers whether the objective is differentiable.
+
+    Raises:
+        ConfigError: an optimizer requires exact gradients the engine cannot give.
+    """
+    from parafit.optimizers.base import GradientOptimizer
+
+    for i, opt in enumerate(optimizers):
+        if isinstance(opt, GradientOptimizer):
+            try:
+                opt.offer_gradients(objective.is_differentiable)
+            except InputError as err:
+                raise ConfigError(
+                    f"key optimizers[{i}]: {err.message}",
+                    path=config.source,
+                    key=f"optimizers[{i}].{err.key or 'gradient'}",
+                ) from err
+
+
 def run(
     config: Config,
     output: str | Path | None,
@@ -161,6 +184,7 @@ def run(
             outside,
         )
     optimizers = _make_optimizers(config, objective.n_active, x0)
+    _offer_gradients(optimizers, objective, config)
     recorder: Recorder
     if output is None:
         recorder = MemoryRecorder()
@@ -204,6 +228,7 @@ def run_problem(
     """The optimization loop on an already built problem (see :func:`run`)."""
     from parafit.executors import make_executor
     from parafit.objective import evaluate_batch
+    from parafit.optimizers.base import GradientOptimizer
     from parafit.tasks._snapshots import make_snapshot, stats_columns, stats_row
 
     config: Config = problem.config
@@ -212,6 +237,8 @@ def run_problem(
     vcfg = config.validation_set
     has_val = objective.has_validation
     state = _State(optimizers=optimizers, stopped=[{} for _ in optimizers])
+    if not resume:
+        _offer_gradients(optimizers, objective, config)
 
     if resume:
         ckpt = recorder.load_checkpoint()
@@ -229,6 +256,7 @@ def run_problem(
                 "parallel may change on --resume); start a new run with --overwrite."
             )
         state = ckpt["state"]
+        _offer_gradients(state.optimizers, objective, config)
         logger.info(
             "resuming at evaluation %d (best loss %.6g)",
             state.n_evaluations,
@@ -261,9 +289,11 @@ def run_problem(
     def now() -> float:
         return elapsed_before + (time.monotonic() - session_start)
 
-    def evaluate(x: np.ndarray) -> Any:
+    def evaluate(x: np.ndarray, gradient_rows: np.ndarray) -> Any:
         details = "all" if save_residuals else "predictions"
-        return evaluate_batch(objective, executor, x, details=details)
+        return evaluate_batch(
+            objective, executor, x, details=details, gradient_rows=gradient_rows
+        )
 
     def checkpoint() -> None:
         state.elapsed = now()
@@ -394,19 +424,27 @@ def run_problem(
                 break
             # ---- ask ------------------------------------------------------------------------
             asks, owners = [], []
+            wants_gradient: dict[int, bool] = {}
             for i in running:
-                stop = state.optimizers[i].stop()
+                opt = state.optimizers[i]
+                stop = opt.stop()
                 if stop:
                     state.stopped[i] = stop
                     logger.info("optimizer %d stopped: %s", i, stop)
                     continue
-                x = np.atleast_2d(state.optimizers[i].ask())
+                x = np.atleast_2d(opt.ask())
+                wants_gradient[i] = isinstance(opt, GradientOptimizer) and bool(
+                    opt.wants_gradient
+                )
                 asks.append(x)
                 owners.append(np.full(len(x), i))
             if not asks or sum(len(a) for a in asks) == 0:
                 continue
             X = np.concatenate(asks)
             owner = np.concatenate(owners)
+            gradient_rows = np.array(
+                [wants_gradient[int(i)] for i in owner], dtype=bool
+            )
             if exits.max_evaluations is not None:
                 room = exits.max_evaluations - state.n_evaluations
                 if room < len(X):
@@ -417,13 +455,19 @@ def run_problem(
                     keep = np.ones(len(X), dtype=bool)
             else:
                 keep = np.ones(len(X), dtype=bool)
-            ev = evaluate(X[keep])
+            ev = evaluate(X[keep], gradient_rows[keep])
             losses = np.full(len(X), np.inf)
             losses[keep] = ev.training.loss
+            grads = np.full(X.shape, np.nan)
+            if ev.training.gradient is not None:
+                grads[keep] = ev.training.gradient
             # ---- tell -----------------------------------------------------------------------
             for i in sorted(set(owner.tolist())):
                 m = owner == i
-                state.optimizers[i].tell(X[m], losses[m])
+                if wants_gradient[i]:
+                    state.optimizers[i].tell(X[m], losses[m], gradients=grads[m])
+                else:
+                    state.optimizers[i].tell(X[m], losses[m])
             n = int(keep.sum())
             numbers = np.arange(state.n_evaluations, state.n_evaluations + n)
             train_loss = ev.training.loss
