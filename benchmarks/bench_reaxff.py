@@ -12,7 +12,8 @@ points only. Measured in one process:
 * agreement: max |E_parafit - E_LAMMPS| over the single points at the base vector.
 
 Prints ratios (LAMMPS time / parafit time per parameter vector) and appends a JSON
-record to ``benchmarks/results/cpu.jsonl``. Run: ``python benchmarks/bench_reaxff.py``.
+record to ``benchmarks/results/cpu.jsonl`` (``--quick``: a small smoke run, not
+recorded). Run: ``python benchmarks/bench_reaxff.py --single-points``.
 """
 
 import argparse
@@ -71,7 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="first N jobs only")
     parser.add_argument("--vectors", type=int, default=64)
     parser.add_argument("--no-lammps", action="store_true")
+    parser.add_argument(
+        "--quick", action="store_true", help="8 single points, 4 vectors, no LAMMPS, not recorded"
+    )
     args = parser.parse_args(argv)
+    if args.quick:
+        args.single_points, args.limit, args.vectors, args.no_lammps = True, 8, 4, True
 
     from parafit.engines.reaxff.engine import ReaxFFEngine
 
@@ -84,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     _, t_firstn = _timed(fn, x)
     rn, t_runn = _timed(fn, x)
     record: dict[str, object] = {
-        "benchmark": "reaxff_disulfide",
+        "name": "reaxff_disulfide",
+        "quick": args.quick,
         "jobs": len(jobs),
         "single_points_only": args.single_points,
         "buckets": [(b.kind, len(b.plans), b.n_atoms) for b in fn.buckets],
@@ -147,9 +154,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"max |dE| single points vs LAMMPS: {record['max_abs_energy_diff_single_points_eV']:.2e} eV"
             )
     record.update(commit=git_commit(), machine=machine())
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with RESULTS.open("a") as fh:
-        fh.write(json.dumps(record) + "\n")
+    print(json.dumps(record))
+    if not args.quick:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        with RESULTS.open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
     return 0
 
 
