@@ -572,7 +572,6 @@ def bonded_energies(
     centers, others = _centers(top)
     hv = _half_vectors(b.d)
     h_bo, h_pi, h_pp = _half(b.bo), _half(b.bo_pi), _half(b.bo_pp)
-    h_bond = jnp.repeat(jnp.arange(top.bond_i.shape[0]), 2)
     h_params = _half(bp)
     out: dict[str, jax.Array] = {}
 
@@ -786,5 +785,4 @@ def bonded_energies(
         * sin4
     )
     out["E_hb"] = jnp.sum(jnp.where(hok, e_hb, 0.0))
-    del h_bond
     return out, b

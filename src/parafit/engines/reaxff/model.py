@@ -128,6 +128,9 @@ class ReaxFFModel:
         for block, items in per_block.items():
             a = np.asarray(items, dtype=np.int64)
             self._scatter[block] = (a[:, 0], a[:, 1], a[:, 2])
+        self._base_vector = np.array(
+            [by_name[n].value(ff) for n in self.parameter_names], dtype=float
+        )
         self.symbols = tuple(s.strip() for s in ff.atom_symbols)
         self.hbond_role = self.static.hbond_role
         self.r_cut = float(ff.general[12])
@@ -174,8 +177,7 @@ class ReaxFFModel:
     @property
     def base_vector(self) -> np.ndarray:
         """(n_params,) the force field's values of ``parameter_names``."""
-        by_name = {loc.name: loc for loc in parameter_locations(self.ff)}
-        return np.array([by_name[n].value(self.ff) for n in self.parameter_names])
+        return self._base_vector.copy()
 
     def type_index(self, symbols: Sequence[str]) -> np.ndarray:
         """(n_atoms,) atom-type indices of element symbols (first matching type).
