@@ -19,6 +19,8 @@ from ase.calculators.calculator import Calculator, all_changes
 from parafit.engines.reaxff.model import (
     ReaxFFModel,
     StructureLists,
+    deform_lists,
+    stress_voigt,
     structure_energy,
     structure_lists,
     total_energy,
@@ -56,7 +58,7 @@ class ReaxFFCalculator(Calculator):
         >>> atoms.get_potential_energy(), atoms.calc.results["energy_terms"]["E_bond"]  # doctest: +SKIP
     """
 
-    implemented_properties = ["energy", "free_energy", "forces", "charges"]
+    implemented_properties = ["energy", "free_energy", "forces", "stress", "charges"]
 
     def __init__(
         self, ffield: str | Path | ForceField, *, skin: float = 1.0, **kwargs: Any
@@ -95,13 +97,22 @@ class ReaxFFCalculator(Calculator):
         if key not in self._compiled:
             model = self.model
 
-            def energy(positions, types, top, pairs, charge):  # noqa: ANN001, ANN202
+            def energy(positions, strain, types, top, pairs, charge):  # noqa: ANN001, ANN202
+                top, pairs = deform_lists(top, pairs, strain)
                 terms, q, overflow = structure_energy(
-                    model, model.tables(), types, positions, top, pairs, charge
+                    model,
+                    model.tables(),
+                    types,
+                    positions @ strain.T,
+                    top,
+                    pairs,
+                    charge,
                 )
                 return total_energy(terms), (terms, q, overflow)
 
-            self._compiled[key] = jax.jit(jax.value_and_grad(energy, has_aux=True))
+            self._compiled[key] = jax.jit(
+                jax.value_and_grad(energy, argnums=(0, 1), has_aux=True)
+            )
         return self._compiled[key]
 
     def calculate(
@@ -128,8 +139,9 @@ class ReaxFFCalculator(Calculator):
                 )
                 n_pairs = round_size(self._lists.pairs.i.size)
                 fn = self._function(sizes, n_pairs)
-                (e, (terms, q, overflow)), grad = fn(
+                (e, (terms, q, overflow)), (grad, d_strain) = fn(
                     jnp.asarray(atoms.positions),
+                    jnp.eye(3),
                     jnp.asarray(self._lists.types),
                     pad_topology(top, sizes),
                     pad_pair_list(self._lists.pairs, n_pairs),
@@ -142,4 +154,9 @@ class ReaxFFCalculator(Calculator):
         self.results["free_energy"] = self.results["energy"]
         self.results["forces"] = -np.asarray(grad) * KCAL_MOL
         self.results["charges"] = np.asarray(q)
+        if atoms.pbc.any() and atoms.cell.rank == 3:  # see relax.has_stress
+            self.results["stress"] = (
+                np.asarray(stress_voigt(d_strain, jnp.asarray(atoms.cell.array)))
+                * KCAL_MOL
+            )
         self.results["energy_terms"] = {k: float(v) for k, v in terms.items()}

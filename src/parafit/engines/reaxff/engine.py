@@ -42,6 +42,8 @@ from parafit.engines.reaxff.model import (
     ReaxFFModel,
     StructureLists,
     Tables,
+    deform_lists,
+    stress_voigt,
     structure_charges,
     structure_energy,
     structure_lists,
@@ -56,7 +58,12 @@ from parafit.engines.reaxff.topology import (
     round_size,
     topology_sizes,
 )
-from parafit.engines.relax import failed_job_results, run_job, validate_job
+from parafit.engines.relax import (
+    failed_job_results,
+    has_stress,
+    run_job,
+    validate_job,
+)
 from parafit.errors import EngineError
 from parafit.io.ffield import ForceField, format_ffield, parse_ffield, read_ffield
 from parafit.jobs import GeometryOptimization, Job, PESScan
@@ -66,7 +73,7 @@ __all__ = ["ReaxFFEngine", "ReaxFFFn"]
 
 logger = logging.getLogger(__name__)
 
-_PROPERTIES = ("forces", "charges")
+_PROPERTIES = ("forces", "stress", "charges")
 _FAR = 1.0e4  # padding atoms sit this far apart, outside every list
 
 
@@ -142,12 +149,14 @@ class _Bucket:
 
     kind: str  # "sp" or an optimizer method
     plans: list[_Plan]
+    relax_cell: bool = False
     n_atoms: int = 0
     sizes: ListSizes | None = None
     n_pairs: int = 0
     n_restraints: int = 0
     arrays: dict[str, Any] = field(default_factory=dict)
     fns: dict[str, Any] = field(default_factory=dict)
+    periodic: bool = False
 
     def pad(self) -> None:
         """(Re)compute padded sizes and the stacked input arrays."""
@@ -220,7 +229,21 @@ class _Bucket:
             "restraints": stack(rest),
             "fmax": np.asarray(fmax, float),
             "max_steps": np.asarray(steps, np.int32),
+            "cell": np.stack([np.asarray(p.job.atoms.cell.array) for p in self.plans]),
+            "cell_factor": np.asarray([float(len(p.job.atoms)) for p in self.plans]),
+            "max_shift": np.asarray(
+                [
+                    max(
+                        np.linalg.norm(p.lists.pairs.shift, axis=1).max(initial=0.0),
+                        np.linalg.norm(p.lists.topology.bond_shift, axis=1).max(
+                            initial=0.0
+                        ),
+                    )
+                    for p in self.plans
+                ]
+            ),
         }
+        self.periodic = any(has_stress(p.job.atoms) for p in self.plans)
         self.fns.clear()
 
 
@@ -244,15 +267,10 @@ class ReaxFFFn:
                 validate_job(job)
                 types = self.model.type_index(job.atoms.get_chemical_symbols())
                 task = job.task
+                relax_cell = isinstance(task, GeometryOptimization) and task.relax_cell
                 if isinstance(task, PESScan) or (
-                    isinstance(task, GeometryOptimization) and task.relax_cell
+                    relax_cell and (task.restraints or not job.atoms.pbc.all())
                 ):
-                    if isinstance(task, GeometryOptimization):
-                        raise EngineError(
-                            f"job {job.id!r}: relax_cell needs the stress, which parafit's ReaxFF "
-                            "does not compute yet; relax the cell with fixed atoms or use "
-                            "engine reaxff-lammps."
-                        )
                     self._fallback.append(job)
                     continue
                 skin = engine.skin if isinstance(task, GeometryOptimization) else 0.0
@@ -273,10 +291,11 @@ class ReaxFFFn:
                         else task.optimizer
                     )
                 plan = _Plan(job, types, lists, _total_charge(job), _fixed(job))
-                groups.setdefault((kind, _size_class(len(job.atoms))), []).append(plan)
+                key = (kind, relax_cell, _size_class(len(job.atoms)))
+                groups.setdefault(key, []).append(plan)
         self.buckets = [
-            _Bucket(kind=kind, plans=plans)
-            for (kind, _), plans in sorted(groups.items())
+            _Bucket(kind=kind, plans=plans, relax_cell=cell)
+            for (kind, cell, _), plans in sorted(groups.items())
         ]
         for b in self.buckets:
             b.pad()
@@ -287,20 +306,51 @@ class ReaxFFFn:
         if "values" in bucket.fns:
             return bucket.fns["values"]
         model, kind = self.model, bucket.kind
+        relax_cell, periodic, skin = (
+            bucket.relax_cell,
+            bucket.periodic,
+            self.engine.skin,
+        )
 
         def one(tables: Tables, s: dict[str, Any]) -> dict[str, jax.Array]:
-            def energy(pos: jax.Array) -> tuple[jax.Array, Any]:
+            n = s["positions"].shape[0]
+            eye = jnp.eye(3, dtype=s["positions"].dtype)
+
+            def energy(x: jax.Array, deformation: jax.Array) -> tuple[jax.Array, Any]:
+                """Energy at Cartesian positions x of the cell deformed by D (3, 3)."""
+                top, pairs = deform_lists(s["top"], s["pairs"], deformation)
                 terms, q, overflow = structure_energy(
-                    model, tables, s["types"], pos, s["top"], s["pairs"], s["charge"]
+                    model, tables, s["types"], x, top, pairs, s["charge"]
                 )
                 return total_energy(terms), (q, overflow)
 
-            pos = s["positions"]
+            pos, deformation = s["positions"], eye
+            coords = None
             n_steps = jnp.zeros((), jnp.int32)
             converged = jnp.ones((), bool)
-            if kind != "sp":
+            if kind != "sp" and relax_cell:
+                # ASE's FrechetCellFilter coordinates: z = [x D^-T; n_atoms * log D]
+                factor = s["cell_factor"]
+
+                def unpack(z: jax.Array) -> tuple[jax.Array, jax.Array]:
+                    d = jax.scipy.linalg.expm(z[n:] / factor)
+                    return z[:n] @ d.T, d
+
                 res = minimize(
-                    lambda x: energy(x)[0],
+                    lambda z: energy(*unpack(z))[0],
+                    jnp.concatenate([pos, jnp.zeros((3, 3), pos.dtype)]),
+                    fixed=jnp.concatenate([s["fixed"], jnp.zeros(3, bool)]),
+                    fmax=s["fmax"],
+                    max_steps=s["max_steps"],
+                    method=kind,
+                    energy_unit=KCAL_MOL,
+                )
+                coords = res.positions
+                pos, deformation = unpack(coords)
+                n_steps, converged = res.n_steps, res.converged
+            elif kind != "sp":
+                res = minimize(
+                    lambda x: energy(x, eye)[0],
                     pos,
                     fixed=s["fixed"],
                     fmax=s["fmax"],
@@ -310,20 +360,38 @@ class ReaxFFFn:
                     energy_unit=KCAL_MOL,
                 )
                 pos, n_steps, converged = res.positions, res.n_steps, res.converged
-            (e, (q, overflow)), grad = jax.value_and_grad(energy, has_aux=True)(pos)
+            if periodic:
+
+                def strained(x: jax.Array, strain: jax.Array) -> tuple[jax.Array, Any]:
+                    return energy(x @ strain.T, strain @ deformation)
+
+                (e, (q, overflow)), (grad, d_strain) = jax.value_and_grad(
+                    strained, argnums=(0, 1), has_aux=True
+                )(pos, eye)
+            else:
+                (e, (q, overflow)), grad = jax.value_and_grad(energy, has_aux=True)(
+                    pos, eye
+                )
+                d_strain = jnp.zeros((3, 3), pos.dtype)
+            cell = s["cell"] @ deformation.T
             moved = jnp.max(
                 jnp.where(
                     s["top"].atom_mask,
                     jnp.linalg.norm(pos - s["positions"], axis=1),
                     0.0,
                 )
-            )
+            ) + 0.5 * s["max_shift"] * jnp.linalg.norm(deformation - eye)
             return {
                 "energy": e * KCAL_MOL,
                 "forces": -grad * KCAL_MOL,
+                "stress": stress_voigt(d_strain, cell) * KCAL_MOL
+                if periodic
+                else jnp.zeros(6, pos.dtype),
                 "charges": q,
                 "positions": pos,
-                "overflow": overflow | (moved > 0.5 * self.engine.skin),
+                "coords": pos if coords is None else coords,
+                "cell": cell,
+                "overflow": overflow | (moved > 0.5 * skin),
                 "n_steps": n_steps,
                 "converged": converged,
             }
@@ -342,67 +410,94 @@ class ReaxFFFn:
         key = ("jac", grad_indices)
         if key in bucket.fns:
             return bucket.fns[key]
-        model, relaxes = self.model, bucket.kind != "sp"
+        model, relaxes, relax_cell = self.model, bucket.kind != "sp", bucket.relax_cell
         idx = jnp.asarray(grad_indices)
 
         def one(
-            xv: jax.Array, s: dict[str, Any], pos: jax.Array
+            xv: jax.Array, s: dict[str, Any], coords: jax.Array
         ) -> dict[str, jax.Array]:
-            args = (s["types"],)
+            """Jacobians at the final coordinates (positions, or for cell relaxations
+            the FrechetCellFilter coordinates [x D^-T; n_atoms log D])."""
+            n = s["positions"].shape[0]
+            eye = jnp.eye(3, dtype=coords.dtype)
 
-            def outputs(p_flat: jax.Array, sub: jax.Array) -> Any:
-                """Energy [eV], LAMMPS forces [eV/Å] and charges, exact in both arguments."""
-                p = p_flat.reshape(pos.shape)
-                tables = model.tables(xv.at[idx].set(sub))
+            def unpack(z: jax.Array) -> tuple[jax.Array, jax.Array]:
+                if not relax_cell:
+                    return z, eye
+                d = jax.scipy.linalg.expm(z[n:] / s["cell_factor"])
+                return z[:n] @ d.T, d
+
+            def charges_and_lists(z: jax.Array, tables: Tables) -> Any:
+                x, d = unpack(z)
+                top, pairs = deform_lists(s["top"], s["pairs"], d)
                 q = structure_charges(
-                    model, tables, *args, p, s["top"], s["pairs"], s["charge"]
+                    model, tables, s["types"], x, top, pairs, s["charge"]
                 )
+                return x, top, pairs, q
 
-                def at_fixed_q(pp: jax.Array) -> jax.Array:
-                    terms, _ = structure_terms(
-                        model, tables, *args, pp, s["top"], s["pairs"], q
-                    )
-                    return total_energy(terms)
+            def energy_at(x: jax.Array, top: Any, pairs: Any, q: Any, tables: Tables):
+                terms, _ = structure_terms(model, tables, s["types"], x, top, pairs, q)
+                return total_energy(terms)
 
-                e, g = jax.value_and_grad(at_fixed_q)(p)
-                return e * KCAL_MOL, -g.reshape(-1) * KCAL_MOL, q
+            def outputs(z_flat: jax.Array, sub: jax.Array) -> Any:
+                """Energy [eV], LAMMPS forces [eV/Å], charges, positions; exact in both."""
+                tables = model.tables(xv.at[idx].set(sub))
+                x, top, pairs, q = charges_and_lists(
+                    z_flat.reshape(coords.shape), tables
+                )
+                e, g = jax.value_and_grad(
+                    lambda xx: energy_at(xx, top, pairs, q, tables)
+                )(x)
+                return e * KCAL_MOL, -g.reshape(-1) * KCAL_MOL, q, x.reshape(-1)
+
+            def optimizer_force(z_flat: jax.Array, sub: jax.Array) -> jax.Array:
+                """The force the relaxation drove to zero (charges held at their values)."""
+                tables = model.tables(xv.at[idx].set(sub))
+                z = z_flat.reshape(coords.shape)
+                _, _, _, q = charges_and_lists(z, tables)
+
+                def e_of(zz: jax.Array) -> jax.Array:
+                    x, d = unpack(zz)
+                    top, pairs = deform_lists(s["top"], s["pairs"], d)
+                    e = energy_at(x, top, pairs, q, tables)
+                    if not relax_cell:
+                        e = e + restraint_energy(x, s["restraints"]) / KCAL_MOL
+                    return e
+
+                return -jax.grad(e_of)(z).reshape(-1) * KCAL_MOL
 
             sub0 = xv[idx]
-            p0 = pos.reshape(-1)
+            z0 = coords.reshape(-1)
             if relaxes:
-                free = jnp.repeat(~s["fixed"], 3)
-
-                def total_force(p_flat: jax.Array, sub: jax.Array) -> jax.Array:
-                    f = outputs(p_flat, sub)[1]
-                    p = p_flat.reshape(pos.shape)
-                    return f - jax.grad(restraint_energy)(p, s["restraints"]).reshape(
-                        -1
-                    )
-
-                dfdx = jax.jacfwd(total_force, argnums=0)(p0, sub0)
-                dfdt = jax.jacfwd(total_force, argnums=1)(p0, sub0)
-                h = jnp.where(free[:, None] & free[None, :], -dfdx, 0.0)
+                fixed = s["fixed"]
+                if relax_cell:
+                    fixed = jnp.concatenate([fixed, jnp.zeros(3, bool)])
+                free = jnp.repeat(~fixed, 3)
+                dfdz = jax.jacfwd(optimizer_force, argnums=0)(z0, sub0)
+                dfdt = jax.jacfwd(optimizer_force, argnums=1)(z0, sub0)
+                h = jnp.where(free[:, None] & free[None, :], -dfdz, 0.0)
                 h = h + jnp.diag(jnp.where(free, 0.0, 1.0))
                 rhs = jnp.where(free[:, None], dfdt, 0.0)
-                dx = jnp.linalg.pinv(h, rtol=1e-8) @ rhs  # (3n, n_grad)
+                dz = jnp.linalg.pinv(h, rtol=1e-8) @ rhs  # (n_coords, n_grad)
             else:
-                dx = jnp.zeros((p0.size, idx.size))
+                dz = jnp.zeros((z0.size, idx.size))
 
-            def along(dx_col: jax.Array, dt_col: jax.Array) -> Any:
-                return jax.jvp(outputs, (p0, sub0), (dx_col, dt_col))[1]
+            def along(dz_col: jax.Array, dt_col: jax.Array) -> Any:
+                return jax.jvp(outputs, (z0, sub0), (dz_col, dt_col))[1]
 
-            de, dforce, dq = jax.vmap(along, in_axes=(1, 0))(dx, jnp.eye(idx.size))
+            de, dforce, dq, dx = jax.vmap(along, in_axes=(1, 0))(dz, jnp.eye(idx.size))
+            shape = (idx.size, n, 3)
             return {
                 "energy": de,  # (n_grad,)
-                "forces": jnp.moveaxis(dforce.reshape(idx.size, *pos.shape), 0, -1),
+                "forces": jnp.moveaxis(dforce.reshape(shape), 0, -1),
                 "charges": jnp.moveaxis(dq, 0, -1),
-                "positions": jnp.moveaxis(dx.T.reshape(idx.size, *pos.shape), 0, -1),
+                "positions": jnp.moveaxis(dx.reshape(shape), 0, -1),
             }
 
-        def batch(x: jax.Array, arrays: dict[str, Any], positions: jax.Array) -> Any:
+        def batch(x: jax.Array, arrays: dict[str, Any], coords: jax.Array) -> Any:
             return jax.vmap(
-                lambda xv, p: jax.vmap(lambda s, ps: one(xv, s, ps))(arrays, p)
-            )(x, positions)
+                lambda xv, c: jax.vmap(lambda s, cs: one(xv, s, cs))(arrays, c)
+            )(x, coords)
 
         bucket.fns[key] = jax.jit(batch)
         return bucket.fns[key]
@@ -447,9 +542,9 @@ class ReaxFFFn:
                     jfn = self._jacobian_fn(
                         bucket, tuple(int(i) for i in grad_indices or ())
                     )
-                    pos = v["positions"]
-                    pos = np.concatenate([pos, np.repeat(pos[:1], pad, 0)])
-                    j = jfn(jnp.asarray(chunk), bucket.arrays, jnp.asarray(pos))
+                    coords = v["coords"]
+                    coords = np.concatenate([coords, np.repeat(coords[:1], pad, 0)])
+                    j = jfn(jnp.asarray(chunk), bucket.arrays, jnp.asarray(coords))
                     jparts.append(
                         {k: np.asarray(a)[: stop - start] for k, a in j.items()}
                     )
@@ -506,13 +601,19 @@ class ReaxFFFn:
                 positions,
             ):
                 arr[failed] = np.nan
+            cell = v["cell"][:, s].copy()
+            stress = v["stress"][:, s].copy() if has_stress(job.atoms) else None
+            for arr in (cell, stress):
+                if arr is not None:
+                    arr[failed] = np.nan
             result = JobResults(
                 energy=energy,
                 positions=positions,
-                cell=np.broadcast_to(np.asarray(job.atoms.cell), (len(x), 3, 3)).copy(),
+                cell=cell,
                 pbc=np.asarray(job.atoms.pbc, bool),
                 status=status,
                 forces=forces,
+                stress=stress,
                 charges=charges,
                 n_steps=v["n_steps"][:, s].astype(np.int64),
                 **({"jacobians": jacobians} if jacobians is not None else {}),
@@ -554,7 +655,19 @@ class ReaxFFFn:
         )
         exact = self._exact(job, x[rows])
         fields = {}
-        for name in ("energy", "positions", "status", "forces", "charges", "n_steps"):
+        for name in (
+            "energy",
+            "positions",
+            "cell",
+            "status",
+            "forces",
+            "stress",
+            "charges",
+            "n_steps",
+        ):
+            if getattr(result, name) is None:
+                fields[name] = None
+                continue
             arr = np.array(getattr(result, name), copy=True)
             new = getattr(exact, name)
             if new is not None:
@@ -566,7 +679,6 @@ class ReaxFFFn:
             for a in jac.values():
                 a[rows] = np.nan  # not differentiable through the ASE path
         return JobResults(
-            cell=result.cell,
             pbc=result.pbc,
             **fields,
             **({"jacobians": jac} if jac is not None else {}),
@@ -592,7 +704,7 @@ class ReaxFFEngine:
     (see ``docs/reaxff.md``).
     """
 
-    implemented_properties = frozenset({"energy", "forces", "charges"})
+    implemented_properties = frozenset({"energy", "forces", "stress", "charges"})
     is_differentiable = True
 
     def __init__(

@@ -11,7 +11,7 @@ Units: kcal/mol, Å, e (ReaxFF's); engines convert to eV at their edge.
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import jax
 import jax.numpy as jnp
@@ -43,6 +43,8 @@ __all__ = [
     "TERMS",
     "ReaxFFModel",
     "StructureLists",
+    "deform_lists",
+    "stress_voigt",
     "Tables",
     "structure_charges",
     "structure_energy",
@@ -134,6 +136,7 @@ class ReaxFFModel:
         self.symbols = tuple(s.strip() for s in ff.atom_symbols)
         self.hbond_role = self.static.hbond_role
         self.r_cut = float(ff.general[12])
+        self._base_tables: Tables | None = None
         static = self.static
         self._bond_orders = jax.jit(
             lambda t, types, pos, top: bond_orders(t, static, types, pos, top).bo
@@ -144,11 +147,14 @@ class ReaxFFModel:
     ) -> np.ndarray:
         """(n_bonds,) corrected bond orders of a topology's bond candidates (compiled
         once per padded size)."""
-        from parafit.engines.reaxff.topology import ListSizes, pad_topology, round_size
+        from parafit.engines.reaxff.topology import ListSizes, pad_topology
 
         nb = top.bond_i.size
         n = top.atom_mask.size
-        sizes = ListSizes(atoms=n, bonds=round_size(nb), angles=1, torsions=1, hbonds=1)
+        # powers of two: few compiled shapes over a whole training set
+        n_pad = 1 << max(3, (n - 1).bit_length())
+        nb_pad = 1 << max(3, (nb - 1).bit_length())
+        sizes = ListSizes(atoms=n_pad, bonds=nb_pad, angles=1, torsions=1, hbonds=1)
         bare = Topology(
             **{
                 **vars(top),
@@ -166,10 +172,13 @@ class ReaxFFModel:
             }
         )
         padded = pad_topology(bare, sizes)
+        pos = np.zeros((n_pad, 3))
+        pos[:n] = positions
+        pos[n:, 0] = 1.0e4 * (1 + np.arange(n_pad - n))
         bo = self._bond_orders(
             tables.bonded,
-            jnp.asarray(types),
-            jnp.asarray(positions, dtype=float),
+            jnp.asarray(np.concatenate([types, np.zeros(n_pad - n, np.int32)])),
+            jnp.asarray(pos),
             padded,
         )
         return np.asarray(bo)[:nb]
@@ -210,6 +219,13 @@ class ReaxFFModel:
                     base = base.at[row, col].set(x[k])
             out[block] = base
         return out
+
+    def base_tables(self) -> Tables:
+        """Tables of the force field's own values (computed once)."""
+        if self._base_tables is None:
+            with jax.enable_x64(True):
+                self._base_tables = jax.jit(self.tables)()
+        return self._base_tables
 
     def tables(self, x: jax.Array | None = None) -> Tables:
         """Mixed tables for the parameter vector ``x`` (n_params,), differentiable."""
@@ -285,14 +301,40 @@ def structure_energy(
 ) -> tuple[dict[str, jax.Array], jax.Array, jax.Array]:
     """Energy terms [kcal/mol], charges (n_atoms,) [e] and list overflow of one structure.
 
-    The charges are solved for these positions with their position gradient stopped,
-    so ``-grad`` of the total with respect to positions is LAMMPS's force.
+    The charges are solved for these positions with their geometry gradient stopped
+    (positions and lattice shifts), so ``-grad`` of the total with respect to positions
+    is LAMMPS's force and its strain derivative LAMMPS's virial.
     """
     q = eem_charges(
-        tables.nonbonded, types, positions, pairs, total_charge, atom_mask=top.atom_mask
+        tables.nonbonded,
+        types,
+        positions,
+        jax.lax.stop_gradient(pairs),
+        total_charge,
+        atom_mask=top.atom_mask,
     )
     terms, overflow = structure_terms(model, tables, types, positions, top, pairs, q)
     return terms, q, overflow
+
+
+def deform_lists(
+    top: Topology, pairs: PairList, deformation: jax.Array
+) -> tuple[Topology, PairList]:
+    """The lists of a cell deformed by ``deformation`` (3, 3): every lattice shift
+    ``s`` becomes ``s @ deformation.T`` (as positions ``x @ deformation.T``)."""
+    d = jnp.asarray(deformation).T
+    return (
+        replace(top, bond_shift=top.bond_shift @ d, hbond_shift=top.hbond_shift @ d),
+        replace(pairs, shift=pairs.shift @ d),
+    )
+
+
+def stress_voigt(d_energy_d_strain: jax.Array, cell: jax.Array) -> jax.Array:
+    """(6,) Voigt stress (xx, yy, zz, yz, xz, xy) [energy/Å³] from ∂E/∂D (3, 3) at
+    D = I, where positions and lattice shifts move as ``x @ D.T`` (ASE's sign)."""
+    g = 0.5 * (d_energy_d_strain + d_energy_d_strain.T)
+    v = jnp.abs(jnp.linalg.det(cell))
+    return jnp.stack([g[0, 0], g[1, 1], g[2, 2], g[1, 2], g[0, 2], g[0, 1]]) / v
 
 
 def total_energy(terms: dict[str, jax.Array]) -> jax.Array:
@@ -330,7 +372,11 @@ def structure_lists(
     """
     from parafit.engines.reaxff.bonded import THB_CUT
     from parafit.engines.reaxff.nonbonded import make_pair_list
-    from parafit.engines.reaxff.topology import bond_candidates, build_topology
+    from parafit.engines.reaxff.topology import (
+        ListRules,
+        bond_candidates,
+        build_topology,
+    )
 
     periodic = pbc is not None and bool(np.any(pbc))
     cell = np.asarray(cell, float) if periodic else None
@@ -347,8 +393,14 @@ def structure_lists(
         skin=skin,
     )
     listed = np.zeros(bonds[0].size, bool)
-    for t in tables or (model.tables(),):
+    for t in tables or (model.base_tables(),):
         listed |= model.bond_orders(t, types, positions, bare) > margin * THB_CUT
+    static = model.static
+    rules = ListRules(
+        angle=(static.angle_index >= 0).any(axis=0),
+        torsion=static.torsion_index >= 0,
+        hbond=static.hbond_index >= 0,
+    )
     top = build_topology(
         positions,
         cell,
@@ -358,6 +410,7 @@ def structure_lists(
         listed=listed,
         bonds=bonds,
         skin=skin,
+        rules=rules,
     )
     pairs = make_pair_list(positions, cell, pbc, model.r_cut + skin)
     return StructureLists(

@@ -199,7 +199,8 @@ class PairList:
         i, j: (n_pairs,) atom indices (i < j for the same image; any order across
             images, each unordered pair once).
         shift: (n_pairs, 3) lattice translation added to r_j [Å].
-        weight: (n_pairs,) 1, or 1/2 for an atom and its own image counted twice.
+        weight: (n_pairs,) 1 for real pairs, 0 for padding (each unordered pair and
+            image once; an atom and its own image m stand for m and -m).
     """
 
     i: np.ndarray
@@ -243,42 +244,15 @@ def make_pair_list(
         pbc: (3,) periodic directions, or None.
         cutoff: pair cutoff [Å].
     """
-    pos = np.asarray(positions, float)
-    n = pos.shape[0]
-    shifts = np.zeros((1, 3))
-    if cell is not None and pbc is not None and np.any(pbc):
-        cell = np.asarray(cell, float)
-        inv = np.linalg.inv(cell)
-        # number of images per direction: cutoff over the plane spacing
-        spacing = 1.0 / np.linalg.norm(inv, axis=0)
-        reach = np.where(
-            np.asarray(pbc), np.ceil((cutoff + 1e-9) / spacing).astype(int) + 1, 0
-        )
-        ranges = [np.arange(-k, k + 1) for k in reach]
-        grid = np.stack(np.meshgrid(*ranges, indexing="ij"), axis=-1).reshape(-1, 3)
-        shifts = grid @ cell
-    i_list, j_list, s_list, w_list = [], [], [], []
-    iu, ju = np.triu_indices(n, k=1)
-    for s in shifts:
-        is_zero = not np.any(s)
-        if is_zero:
-            ii, jj = iu, ju
-            w = np.ones(ii.size)
-        else:
-            ii, jj = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
-            ii, jj = ii.ravel(), jj.ravel()
-            w = np.full(ii.size, 0.5)  # (i, j, s) and (j, i, -s) are both listed
-        r = np.linalg.norm(pos[jj] + s - pos[ii], axis=1)
-        m = r <= cutoff
-        i_list.append(ii[m])
-        j_list.append(jj[m])
-        s_list.append(np.broadcast_to(s, (int(m.sum()), 3)))
-        w_list.append(w[m])
+    from parafit.engines.reaxff.topology import pairs_within
+
+    i, j, image = pairs_within(positions, cell, pbc, cutoff)
+    lattice = np.zeros((3, 3)) if cell is None else np.asarray(cell, float)
     return PairList(
-        i=np.concatenate(i_list).astype(np.int32),
-        j=np.concatenate(j_list).astype(np.int32),
-        shift=np.concatenate(s_list),
-        weight=np.concatenate(w_list),
+        i=i,
+        j=j,
+        shift=(image @ lattice).astype(float),
+        weight=np.ones(i.size),
     )
 
 

@@ -17,11 +17,13 @@ import numpy as np
 from parafit.engines.reaxff.bonded import BOND_CUTOFF, HBOND_CUTOFF, Topology
 
 __all__ = [
+    "ListRules",
     "ListSizes",
     "bond_candidates",
     "build_topology",
     "lattice_images",
     "pad_topology",
+    "pairs_within",
     "round_size",
     "topology_sizes",
 ]
@@ -69,34 +71,65 @@ def _bond_candidates(
     pbc: np.ndarray | None,
     cutoff: float,
 ) -> _Bonds:
-    """Unordered pairs within ``cutoff``, each once (self-images included)."""
+    """Unordered pairs within ``cutoff``, each once (self-images included): image 0
+    with i < j, and for every other image m only one of m and -m (all i, j)."""
     pos = np.asarray(positions, float)
     n = pos.shape[0]
     images = lattice_images(cell, pbc, cutoff)
     lattice = np.zeros((3, 3)) if cell is None else np.asarray(cell, float)
-    i_all, j_all, m_all = [], [], []
     iu, ju = np.triu_indices(n, k=1)
-    ii_full, jj_full = (
-        a.ravel() for a in np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
-    )
-    positive = _is_positive(images)
-    for m, pos_dir in zip(images, positive, strict=True):
-        if not m.any():
-            ii, jj = iu, ju
-        elif pos_dir:
-            ii, jj = ii_full, jj_full
-        else:
-            continue
-        r = np.linalg.norm(pos[jj] + m @ lattice - pos[ii], axis=1)
-        keep = r <= cutoff
-        i_all.append(ii[keep])
-        j_all.append(jj[keep])
-        m_all.append(np.broadcast_to(m, (int(keep.sum()), 3)))
+    i_all = [iu]
+    j_all = [ju]
+    m_all = [np.zeros((iu.size, 3), dtype=int)]
+    r0 = np.linalg.norm(pos[ju] - pos[iu], axis=1)
+    keep0 = r0 <= cutoff
+    i_all, j_all, m_all = [iu[keep0]], [ju[keep0]], [m_all[0][keep0]]
+    others = images[images.any(axis=1) & _is_positive(images)]
+    if others.size:
+        diff = pos[None, :, :] - pos[:, None, :]  # (i, j, 3): x_j - x_i
+        # images in chunks of ~4M distances
+        step = max(1, 4_000_000 // max(1, n * n))
+        for start in range(0, len(others), step):
+            m = others[start : start + step]
+            d = diff[None, :, :, :] + (m @ lattice)[:, None, None, :]
+            r2 = np.einsum("mijk,mijk->mij", d, d)
+            mm, ii, jj = np.nonzero(r2 <= cutoff * cutoff)
+            i_all.append(ii)
+            j_all.append(jj)
+            m_all.append(m[mm])
     return _Bonds(
         i=np.concatenate(i_all).astype(np.int32),
         j=np.concatenate(j_all).astype(np.int32),
         image=np.concatenate(m_all).astype(np.int32).reshape(-1, 3),
     )
+
+
+def pairs_within(
+    positions: np.ndarray,
+    cell: np.ndarray | None,
+    pbc: np.ndarray | None,
+    cutoff: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unordered pairs ``(i, j, image)`` within ``cutoff`` [Å], each pair and image
+    once (``x_j + image @ cell - x_i``; ``image`` (n, 3) int), self-images included."""
+    c = _bond_candidates(np.asarray(positions, float), cell, pbc, cutoff)
+    return c.i, c.j, c.image
+
+
+@dataclass(frozen=True)
+class ListRules:
+    """Which type combinations have parameters (the force field's layout, not its
+    values): only those get angles, torsions and H-bonds listed.
+
+    Attributes:
+        angle: (n_types,)*3 bool, (i, j, k) with j the centre.
+        torsion: (n_types,)*4 bool, after wildcard filling.
+        hbond: (n_types,)*3 bool, (X, H, Z).
+    """
+
+    angle: np.ndarray
+    torsion: np.ndarray
+    hbond: np.ndarray
 
 
 def build_topology(
@@ -109,6 +142,7 @@ def build_topology(
     listed: np.ndarray | None = None,
     skin: float = 0.0,
     bonds: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    rules: ListRules | None = None,
 ) -> Topology:
     """Unpadded interaction lists of one structure.
 
@@ -121,6 +155,8 @@ def build_topology(
         skin: extra distance [Å] on the bond and H-bond cutoffs (atoms that move).
         bonds: the bond candidates ``(i, j, image)`` from an earlier call (so that
             ``listed`` refers to them); None = find them.
+        rules: list only angles, torsions and H-bonds whose types have parameters
+            (terms without parameters are zero); None = list every one.
     """
     pos = np.asarray(positions, float)
     n = pos.shape[0]
@@ -141,15 +177,25 @@ def build_topology(
         np.flatnonzero(h_listed & (h_center == a)) for a in range(n)
     ]
 
+    types = np.asarray(types)
     a1, a2 = [], []
-    for hs in by_center:
+    for centre, hs in enumerate(by_center):
         if hs.size >= 2:
             x, y = np.triu_indices(hs.size, k=1)
-            a1.append(hs[x])
-            a2.append(hs[y])
+            first, second = hs[x], hs[y]
+            if rules is not None:
+                keep = rules.angle[
+                    types[h_other[first]], types[centre], types[h_other[second]]
+                ]
+                first, second = first[keep], second[keep]
+            a1.append(first)
+            a2.append(second)
 
     t1, tb, t3 = [], [], []
-    for bond in np.flatnonzero(listed):
+    with_torsions = np.flatnonzero(listed)
+    if rules is not None and not rules.torsion.any():
+        with_torsions = with_torsions[:0]
+    for bond in with_torsions:
         j, k = cand.i[bond], cand.j[bond]
         left = by_center[j][by_center[j] != 2 * bond]
         right = by_center[k][by_center[k] != 2 * bond + 1]
@@ -159,11 +205,16 @@ def build_topology(
         same = (h_other[ll] == h_other[rr]) & np.all(
             h_image[ll] == cand.image[bond] + h_image[rr], axis=1
         )
-        t1.append(ll[~same])
-        tb.append(np.full(int((~same).sum()), bond))
-        t3.append(rr[~same])
+        keep = ~same
+        if rules is not None:
+            keep &= rules.torsion[
+                types[h_other[ll]], types[j], types[k], types[h_other[rr]]
+            ]
+        t1.append(ll[keep])
+        tb.append(np.full(int(keep.sum()), bond))
+        t3.append(rr[keep])
 
-    role = np.asarray(hbond_role)[np.asarray(types)]
+    role = np.asarray(hbond_role)[types]
     hh, hz, hs_ = [], [], []
     donors = np.flatnonzero(h_listed & (role[h_center] == 1) & (role[h_other] == 2))
     acceptors = np.flatnonzero(role == 2)
@@ -174,9 +225,12 @@ def build_topology(
             hydrogen, x_atom = h_center[h], h_other[h]
             d = pos[acceptors][:, None, :] + shifts[None, :, :] - pos[hydrogen]
             r = np.linalg.norm(d, axis=2)
-            za, zm = np.nonzero(
-                (r <= HBOND_CUTOFF + skin) & (acceptors[:, None] != x_atom)
-            )
+            near = (r <= HBOND_CUTOFF + skin) & (acceptors[:, None] != x_atom)
+            if rules is not None:
+                near &= rules.hbond[types[x_atom], types[hydrogen], types[acceptors]][
+                    :, None
+                ]
+            za, zm = np.nonzero(near)
             hh.append(np.full(za.size, h))
             hz.append(acceptors[za])
             hs_.append(shifts[zm])
