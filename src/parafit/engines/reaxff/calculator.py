@@ -20,6 +20,7 @@ from parafit.engines.reaxff.model import (
     ReaxFFModel,
     StructureLists,
     deform_lists,
+    needs_charges,
     stress_voigt,
     structure_energy,
     structure_lists,
@@ -65,12 +66,30 @@ class ReaxFFCalculator(Calculator):
     ) -> None:
         super().__init__(**kwargs)
         ff = ffield if isinstance(ffield, ForceField) else read_ffield(ffield)
-        self.model = ReaxFFModel(ff)
+        self._setup(ReaxFFModel(ff), np.zeros(0), skin)
+
+    @classmethod
+    def from_model(
+        cls, model: ReaxFFModel, values: np.ndarray, *, skin: float = 1.0
+    ) -> "ReaxFFCalculator":
+        """A calculator of ``model`` at ``values`` (n_params,) of its parameter names.
+
+        Calculators of one model share their compiled functions (the values are an
+        input), so many parameter vectors cost no recompilation.
+        """
+        calc = cls.__new__(cls)
+        Calculator.__init__(calc)
+        calc._setup(model, np.asarray(values, float), skin)
+        return calc
+
+    def _setup(self, model: ReaxFFModel, values: np.ndarray, skin: float) -> None:
+        self.model = model
         self.skin = float(skin)
+        self._values = values
+        self._tables: Any = None
         self._lists: StructureLists | None = None
         self._anchor: np.ndarray | None = None
         self._key: tuple[Any, ...] | None = None
-        self._compiled: dict[ListSizes | tuple[Any, ...], Any] = {}
 
     def _needs_lists(self, atoms: Atoms) -> bool:
         key = (tuple(atoms.numbers), tuple(atoms.pbc), atoms.cell.array.tobytes())
@@ -82,38 +101,47 @@ class ReaxFFCalculator(Calculator):
 
     def _build(self, atoms: Atoms) -> None:
         types = self.model.type_index(atoms.get_chemical_symbols())
+        if self._tables is None:
+            self._tables = (
+                jax.jit(self.model.tables)(jnp.asarray(self._values))
+                if self._values.size
+                else self.model.base_tables()
+            )
         self._lists = structure_lists(
             self.model,
             atoms.positions,
             atoms.cell.array,
             atoms.pbc,
             types,
+            tables=(self._tables,),
             skin=self.skin,
         )
         self._anchor = atoms.positions.copy()
 
-    def _function(self, sizes: ListSizes, n_pairs: int) -> Any:
-        key = (sizes, n_pairs)
-        if key not in self._compiled:
+    def _function(self, sizes: ListSizes, n_pairs: int, charged: bool) -> Any:
+        key = ("calculator", sizes, n_pairs, charged)
+        cache = self.model.compiled
+        if key not in cache:
             model = self.model
 
-            def energy(positions, strain, types, top, pairs, charge):  # noqa: ANN001, ANN202
+            def energy(positions, strain, values, types, top, pairs, charge):  # noqa: ANN001, ANN202
                 top, pairs = deform_lists(top, pairs, strain)
                 terms, q, overflow = structure_energy(
                     model,
-                    model.tables(),
+                    model.tables(values),
                     types,
                     positions @ strain.T,
                     top,
                     pairs,
                     charge,
+                    solve_charges=charged,
                 )
                 return total_energy(terms), (terms, q, overflow)
 
-            self._compiled[key] = jax.jit(
+            cache[key] = jax.jit(
                 jax.value_and_grad(energy, argnums=(0, 1), has_aux=True)
             )
-        return self._compiled[key]
+        return cache[key]
 
     def calculate(
         self,
@@ -138,25 +166,28 @@ class ReaxFFCalculator(Calculator):
                     hbonds=round_size(raw.hbonds),
                 )
                 n_pairs = round_size(self._lists.pairs.i.size)
-                fn = self._function(sizes, n_pairs)
+                charge = float(atoms.info.get("charge", 0.0))
+                charged = needs_charges(self._lists.types, charge)
+                fn = self._function(sizes, n_pairs, charged)
                 (e, (terms, q, overflow)), (grad, d_strain) = fn(
                     jnp.asarray(atoms.positions),
                     jnp.eye(3),
+                    jnp.asarray(self._values),
                     jnp.asarray(self._lists.types),
                     pad_topology(top, sizes),
                     pad_pair_list(self._lists.pairs, n_pairs),
-                    float(atoms.info.get("charge", 0.0)),
+                    charge,
                 )
                 if not bool(overflow) or attempt == 1:
                     break
                 self._build(atoms)  # a bond crossed the list threshold: rebuild once
+            if atoms.pbc.any() and atoms.cell.rank == 3:  # see relax.has_stress
+                self.results["stress"] = (
+                    np.asarray(stress_voigt(d_strain, jnp.asarray(atoms.cell.array)))
+                    * KCAL_MOL
+                )
         self.results["energy"] = float(e) * KCAL_MOL
         self.results["free_energy"] = self.results["energy"]
         self.results["forces"] = -np.asarray(grad) * KCAL_MOL
         self.results["charges"] = np.asarray(q)
-        if atoms.pbc.any() and atoms.cell.rank == 3:  # see relax.has_stress
-            self.results["stress"] = (
-                np.asarray(stress_voigt(d_strain, jnp.asarray(atoms.cell.array)))
-                * KCAL_MOL
-            )
         self.results["energy_terms"] = {k: float(v) for k, v in terms.items()}

@@ -43,6 +43,7 @@ from parafit.engines.reaxff.model import (
     StructureLists,
     Tables,
     deform_lists,
+    needs_charges,
     stress_voigt,
     structure_charges,
     structure_energy,
@@ -50,7 +51,7 @@ from parafit.engines.reaxff.model import (
     structure_terms,
     total_energy,
 )
-from parafit.engines.reaxff.names import ffield_with_values, interface_from_ffield
+from parafit.engines.reaxff.names import interface_from_ffield
 from parafit.engines.reaxff.nonbonded import pad_pair_list
 from parafit.engines.reaxff.topology import (
     ListSizes,
@@ -157,6 +158,7 @@ class _Bucket:
     arrays: dict[str, Any] = field(default_factory=dict)
     fns: dict[str, Any] = field(default_factory=dict)
     periodic: bool = False
+    charged: bool = True  # False: every job neutral with one atom type (charges 0)
 
     def pad(self) -> None:
         """(Re)compute padded sizes and the stacked input arrays."""
@@ -244,6 +246,7 @@ class _Bucket:
             ),
         }
         self.periodic = any(has_stress(p.job.atoms) for p in self.plans)
+        self.charged = any(needs_charges(p.types, p.charge) for p in self.plans)
         self.fns.clear()
 
 
@@ -311,6 +314,7 @@ class ReaxFFFn:
             bucket.periodic,
             self.engine.skin,
         )
+        charged = bucket.charged
 
         def one(tables: Tables, s: dict[str, Any]) -> dict[str, jax.Array]:
             n = s["positions"].shape[0]
@@ -320,7 +324,14 @@ class ReaxFFFn:
                 """Energy at Cartesian positions x of the cell deformed by D (3, 3)."""
                 top, pairs = deform_lists(s["top"], s["pairs"], deformation)
                 terms, q, overflow = structure_energy(
-                    model, tables, s["types"], x, top, pairs, s["charge"]
+                    model,
+                    tables,
+                    s["types"],
+                    x,
+                    top,
+                    pairs,
+                    s["charge"],
+                    solve_charges=charged,
                 )
                 return total_energy(terms), (q, overflow)
 
@@ -431,7 +442,14 @@ class ReaxFFFn:
                 x, d = unpack(z)
                 top, pairs = deform_lists(s["top"], s["pairs"], d)
                 q = structure_charges(
-                    model, tables, s["types"], x, top, pairs, s["charge"]
+                    model,
+                    tables,
+                    s["types"],
+                    x,
+                    top,
+                    pairs,
+                    s["charge"],
+                    solve_charges=bucket.charged,
                 )
                 return x, top, pairs, q
 
@@ -629,11 +647,7 @@ class ReaxFFFn:
         )
 
     def _calculator(self, xv: np.ndarray) -> ReaxFFCalculator:
-        ff = ffield_with_values(
-            self.engine.forcefield,
-            dict(zip(self.parameter_names, xv.tolist(), strict=True)),
-        )
-        return ReaxFFCalculator(ff, skin=self.engine.skin)
+        return ReaxFFCalculator.from_model(self.model, xv, skin=self.engine.skin)
 
     def _exact(self, job: Job, x: np.ndarray) -> JobResults:
         """Each vector through ASE with the calculator (PES scans, list overflows)."""

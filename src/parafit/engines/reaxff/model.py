@@ -12,6 +12,7 @@ Units: kcal/mol, Å, e (ReaxFF's); engines convert to eV at their edge.
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -44,6 +45,7 @@ __all__ = [
     "ReaxFFModel",
     "StructureLists",
     "deform_lists",
+    "needs_charges",
     "stress_voigt",
     "Tables",
     "structure_charges",
@@ -137,6 +139,8 @@ class ReaxFFModel:
         self.hbond_role = self.static.hbond_role
         self.r_cut = float(ff.general[12])
         self._base_tables: Tables | None = None
+        #: compiled functions of this model, shared by its calculators and engines
+        self.compiled: dict[Any, Any] = {}
         static = self.static
         self._bond_orders = jax.jit(
             lambda t, types, pos, top: bond_orders(t, static, types, pos, top).bo
@@ -261,8 +265,13 @@ def structure_charges(
     top: Topology,
     pairs: PairList,
     total_charge: jax.Array | float = 0.0,
+    *,
+    solve_charges: bool = True,
 ) -> jax.Array:
-    """(n_atoms,) EEM/QEq charges [e], differentiable in positions and parameters."""
+    """(n_atoms,) EEM/QEq charges [e], differentiable in positions and parameters
+    (zeros with ``solve_charges=False``, see :func:`needs_charges`)."""
+    if not solve_charges:
+        return jnp.zeros(positions.shape[0], positions.dtype)
     return eem_charges(
         tables.nonbonded,
         types,
@@ -298,23 +307,38 @@ def structure_energy(
     top: Topology,
     pairs: PairList,
     total_charge: jax.Array | float = 0.0,
+    *,
+    solve_charges: bool = True,
 ) -> tuple[dict[str, jax.Array], jax.Array, jax.Array]:
     """Energy terms [kcal/mol], charges (n_atoms,) [e] and list overflow of one structure.
+
+    ``solve_charges=False`` sets every charge to 0, which is exact for a neutral
+    structure of a single atom type (see :func:`needs_charges`).
 
     The charges are solved for these positions with their geometry gradient stopped
     (positions and lattice shifts), so ``-grad`` of the total with respect to positions
     is LAMMPS's force and its strain derivative LAMMPS's virial.
     """
-    q = eem_charges(
-        tables.nonbonded,
-        types,
-        positions,
-        jax.lax.stop_gradient(pairs),
-        total_charge,
-        atom_mask=top.atom_mask,
-    )
+    if solve_charges:
+        q = eem_charges(
+            tables.nonbonded,
+            types,
+            positions,
+            jax.lax.stop_gradient(pairs),
+            total_charge,
+            atom_mask=top.atom_mask,
+        )
+    else:
+        q = jnp.zeros(positions.shape[0], positions.dtype)
     terms, overflow = structure_terms(model, tables, types, positions, top, pairs, q)
     return terms, q, overflow
+
+
+def needs_charges(types: np.ndarray, total_charge: float) -> bool:
+    """Whether a structure's EEM charges can differ from 0: more than one atom type
+    or a net charge (with one type and no net charge, symmetry makes every charge 0
+    for any parameter values)."""
+    return bool(np.unique(np.asarray(types)).size > 1 or total_charge != 0.0)
 
 
 def deform_lists(
