@@ -101,7 +101,9 @@ ENERGY_TERMS: Mapping[str, int] = {
     "E_charge": 13,
 }
 
-_ATM = float(ase_units.Pascal * 101325.0)  # eV/Å^3
+# 1 atm in eV/Å^3 as LAMMPS's "real" units define it (nktv2p = 68568.415 atm per
+# kcal/mol/Å^3), so its pressure converts back to the exact virial
+_ATM = float(ase_units.kcal / ase_units.mol) / 68568.415
 _CHARGE_MODELS = ("qeq", "none")
 _PROPERTIES = ("energy", "forces", "stress", "charges")
 _CMDARGS = ["-screen", "none", "-log", "none", "-nocite"]
