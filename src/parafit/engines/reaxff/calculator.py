@@ -16,6 +16,7 @@ import numpy as np
 from ase import Atoms, units
 from ase.calculators.calculator import Calculator, all_changes
 
+from parafit.engines.jax_cache import enable_compilation_cache
 from parafit.engines.reaxff.model import (
     ReaxFFModel,
     StructureLists,
@@ -30,7 +31,6 @@ from parafit.engines.reaxff.nonbonded import pad_pair_list
 from parafit.engines.reaxff.topology import (
     ListSizes,
     pad_topology,
-    round_size,
     topology_sizes,
 )
 from parafit.io.ffield import ForceField, read_ffield
@@ -39,6 +39,11 @@ __all__ = ["KCAL_MOL", "ReaxFFCalculator"]
 
 #: 1 kcal/mol in eV.
 KCAL_MOL = units.kcal / units.mol
+
+
+def _power_of_two(n: int) -> int:
+    """Padded list size: lists rebuilt during a relaxation reuse a few compiled shapes."""
+    return 1 << max(0, (int(n) - 1).bit_length())
 
 
 class ReaxFFCalculator(Calculator):
@@ -83,6 +88,7 @@ class ReaxFFCalculator(Calculator):
         return calc
 
     def _setup(self, model: ReaxFFModel, values: np.ndarray, skin: float) -> None:
+        enable_compilation_cache()
         self.model = model
         self.skin = float(skin)
         self._values = values
@@ -160,12 +166,12 @@ class ReaxFFCalculator(Calculator):
                 raw = topology_sizes(top)
                 sizes = ListSizes(
                     atoms=raw.atoms,  # positions are not padded here
-                    bonds=round_size(raw.bonds),
-                    angles=round_size(raw.angles),
-                    torsions=round_size(raw.torsions),
-                    hbonds=round_size(raw.hbonds),
+                    bonds=_power_of_two(raw.bonds),
+                    angles=_power_of_two(raw.angles),
+                    torsions=_power_of_two(raw.torsions),
+                    hbonds=_power_of_two(raw.hbonds),
                 )
-                n_pairs = round_size(self._lists.pairs.i.size)
+                n_pairs = _power_of_two(self._lists.pairs.i.size)
                 charge = float(atoms.info.get("charge", 0.0))
                 charged = needs_charges(self._lists.types, charge)
                 fn = self._function(sizes, n_pairs, charged)

@@ -36,6 +36,7 @@ import numpy as np
 from ase.geometry import find_mic
 
 from parafit.engines.base import JobResults, Status, stack_results
+from parafit.engines.jax_cache import enable_compilation_cache
 from parafit.engines.jax_relax import minimize, restraint_arrays, restraint_energy
 from parafit.engines.reaxff.calculator import KCAL_MOL, ReaxFFCalculator
 from parafit.engines.reaxff.model import (
@@ -259,6 +260,7 @@ class ReaxFFFn:
         jobs: Sequence[Job],
         parameter_names: Sequence[str],
     ) -> None:
+        enable_compilation_cache()
         self.engine = engine
         self.model = ReaxFFModel(engine.forcefield, parameter_names)
         self.parameter_names = tuple(parameter_names)
