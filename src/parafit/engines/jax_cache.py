@@ -8,8 +8,8 @@ time.
 
 Where: ``$PARAFIT_COMPILATION_CACHE`` if set (``off``, ``0`` or an empty value disables
 it), else ``$XDG_CACHE_HOME/parafit/xla`` (``~/.cache/parafit/xla``). A cache directory
-already configured through JAX (``jax_compilation_cache_dir``) is left alone. The cache
-is capped at 2 GB (JAX evicts the least recently used entries).
+already configured through JAX (``jax_compilation_cache_dir``) is left alone. Entries
+are a few MB each; delete the directory to reclaim the space.
 """
 
 import logging
@@ -18,11 +18,10 @@ from pathlib import Path
 
 import jax
 
-__all__ = ["cache_directory", "enable_compilation_cache"]
+__all__ = ["cache_directory", "enable_compilation_cache", "memory_maps_exhausted"]
 
 logger = logging.getLogger(__name__)
 
-_MAX_BYTES = 2 * 1024**3
 _DISABLED = {"", "0", "off", "false", "no"}
 
 
@@ -51,8 +50,39 @@ def enable_compilation_cache() -> Path | None:
         directory.mkdir(parents=True, exist_ok=True)
         jax.config.update("jax_compilation_cache_dir", str(directory))
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-        jax.config.update("jax_compilation_cache_max_size", _MAX_BYTES)
     except (OSError, AttributeError, ValueError) as err:  # read-only home, old JAX
         logger.info("XLA compilation cache not enabled: %s", err)
         return None
     return directory
+
+
+def _map_count() -> int | None:
+    try:
+        with open("/proc/self/maps", "rb") as fh:
+            return sum(1 for _ in fh)
+    except OSError:
+        return None
+
+
+def _max_map_count() -> int | None:
+    try:
+        return int(Path("/proc/sys/vm/max_map_count").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def memory_maps_exhausted(fraction: float = 0.7) -> bool:
+    """Whether this process uses more than ``fraction`` of the kernel's memory-map
+    limit (Linux; False elsewhere).
+
+    Every executable XLA compiles on a CPU holds ~1000 memory maps; a process that
+    compiles ~60 functions reaches ``vm.max_map_count`` (65530 by default) and dies in
+    LLVM with "Cannot allocate memory" although RAM is free. Engines that compile
+    many shapes call this and, when it is True, drop their compiled functions and
+    ``jax.clear_caches()`` (with the persistent cache, recompiling is a disk read).
+    """
+    limit = _max_map_count()
+    if limit is None:
+        return False
+    count = _map_count()
+    return count is not None and count > fraction * limit

@@ -36,7 +36,10 @@ import numpy as np
 from ase.geometry import find_mic
 
 from parafit.engines.base import JobResults, Status, stack_results
-from parafit.engines.jax_cache import enable_compilation_cache
+from parafit.engines.jax_cache import (
+    enable_compilation_cache,
+    memory_maps_exhausted,
+)
 from parafit.engines.jax_relax import minimize, restraint_arrays, restraint_energy
 from parafit.engines.reaxff.calculator import KCAL_MOL, ReaxFFCalculator
 from parafit.engines.reaxff.model import (
@@ -534,12 +537,25 @@ class ReaxFFFn:
                 f"{len(self.parameter_names)}."
             )
         out: dict[str, JobResults] = {}
+        self._release_compiled_if_needed()
         with jax.enable_x64(True):
             for bucket in self.buckets:
                 out.update(self._run_bucket(bucket, x, grad_indices))
             for job in self._fallback:
                 out[job.id] = self._exact(job, x)
         return {job.id: out[job.id] for job in self.jobs}
+
+    def _release_compiled_if_needed(self) -> None:
+        """Drop compiled functions before XLA exhausts the process's memory maps."""
+        if memory_maps_exhausted():
+            logger.info(
+                "many compiled XLA functions in this process: clearing JAX's caches "
+                "(they are reloaded from the persistent compilation cache)"
+            )
+            for bucket in self.buckets:
+                bucket.fns.clear()
+            self.model.reset_compiled()
+            jax.clear_caches()
 
     def _run_bucket(
         self, bucket: _Bucket, x: np.ndarray, grad_indices: Sequence[int] | None
@@ -655,6 +671,7 @@ class ReaxFFFn:
         """Each vector through ASE with the calculator (PES scans, list overflows)."""
         per = []
         for xv in x:
+            self._release_compiled_if_needed()
             if not np.all(np.isfinite(xv)):
                 per.append(failed_job_results(job, properties=_PROPERTIES))
                 continue

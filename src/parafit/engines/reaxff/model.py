@@ -141,7 +141,12 @@ class ReaxFFModel:
         self._base_tables: Tables | None = None
         #: compiled functions of this model, shared by its calculators and engines
         self.compiled: dict[Any, Any] = {}
+        self.reset_compiled()
+
+    def reset_compiled(self) -> None:
+        """Forget this model's jitted functions (after ``jax.clear_caches()``)."""
         static = self.static
+        self.compiled.clear()
         self._bond_orders = jax.jit(
             lambda t, types, pos, top: bond_orders(t, static, types, pos, top).bo
         )
