@@ -73,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vectors", type=int, default=64)
     parser.add_argument("--no-lammps", action="store_true")
     parser.add_argument(
-        "--quick", action="store_true", help="8 single points, 4 vectors, no LAMMPS, not recorded"
+        "--quick",
+        action="store_true",
+        help="8 single points, 4 vectors, no LAMMPS, not recorded",
     )
     args = parser.parse_args(argv)
     if args.quick:

@@ -104,6 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--max-evaluations", type=int, default=2000)
     parser.add_argument("--time-limit", type=float, default=1800.0, help="seconds")
+    parser.add_argument(
+        "--gradient",
+        choices=("auto", "exact", "finite-difference"),
+        default="auto",
+        help="L-BFGS-B gradient: exact JAX jacobians or one batch of n_active+1 points",
+    )
     parser.add_argument("--popsize", type=int, default=None, help="CMA-ES population")
     parser.add_argument("--sigma0", type=float, default=0.1, help="CMA-ES step size")
     parser.add_argument("--output", type=Path, default=None, help="keep results here")
@@ -121,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         optimizer["sigma0"] = args.sigma0
         if args.popsize:
             optimizer["popsize"] = args.popsize
+    else:
+        optimizer["gradient"] = args.gradient
     exit_conditions = {
         "max_evaluations": args.max_evaluations,
         "time_limit": args.time_limit,
@@ -136,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         result = parafit.run_task(input_file, out_dir, overwrite=True)
         wall = time.perf_counter() - t0
     record = {
-        "name": f"fit_reaxff_{args.set}_{args.optimizer.replace('-', '_')}",
+        "name": f"fit_reaxff_{args.set}_{args.optimizer.replace('-', '_')}"
+        + ("_fd" if optimizer.get("gradient") == "finite-difference" else ""),
         "set": args.set,
         "optimizer": optimizer,
         "n_active": int(result.interface.n_active),
