@@ -806,3 +806,26 @@ def test_cli_import_reaxff_writes_the_validation_set(
     assert again.exit_code == 2 and "--overwrite" in again.output
     no_flag = runner.invoke(app, ["import", str(source), "-o", str(tmp_path / "x")])
     assert no_flag.exit_code == 2 and "--reaxff" in no_flag.output
+
+
+def test_trainset_naming_a_structure_missing_from_geo(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """A trainset entry whose structure has no geo block: one error with file and line,
+    and ``parafit import`` writes nothing."""
+    source = tmp_path / "set"
+    source.mkdir()
+    geo = (shared_data / "reaxff-benchmarks" / "cobalt" / "geo").read_text()
+    (source / "geo").write_text(geo)
+    (source / "trainset.in").write_text(
+        "ENERGY\n2.00  + Co_2_atom/2 - Co_nonexistent/1   -29.79\nENDENERGY\n"
+    )
+    with pytest.raises(InputError, match=r"trainset.in:2.*Co_nonexistent"):
+        import_reaxff_directory(source)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app, ["import", "--reaxff", str(source), "-o", str(out)]
+    )
+    assert result.exit_code != 0
+    assert "trainset.in:2" in result.output
+    assert not out.exists() or not any(out.iterdir())
