@@ -37,6 +37,13 @@ from parafit.engines.reaxff.nonbonded import (
     type_tables,
     vdw_form,
 )
+from parafit.engines.reaxff.topology import (
+    ListRules,
+    ListSizes,
+    bond_candidates,
+    build_topology,
+    pad_topology,
+)
 from parafit.errors import EngineError
 from parafit.io.ffield import BLOCK_CODES, ForceField
 
@@ -138,6 +145,13 @@ class ReaxFFModel:
         self.symbols = tuple(s.strip() for s in ff.atom_symbols)
         self.hbond_role = self.static.hbond_role
         self.r_cut = float(ff.general[12])
+        static = self.static
+        #: type combinations that have parameters (lists hold only those)
+        self.list_rules = ListRules(
+            angle=(static.angle_index >= 0).any(axis=0),
+            torsion=static.torsion_index >= 0,
+            hbond=static.hbond_index >= 0,
+        )
         self._base_tables: Tables | None = None
         #: compiled functions of this model, shared by its calculators and engines
         self.compiled: dict[Any, Any] = {}
@@ -156,8 +170,6 @@ class ReaxFFModel:
     ) -> np.ndarray:
         """(n_bonds,) corrected bond orders of a topology's bond candidates (compiled
         once per padded size)."""
-        from parafit.engines.reaxff.topology import ListSizes, pad_topology
-
         nb = top.bond_i.size
         n = top.atom_mask.size
         # powers of two: few compiled shapes over a whole training set
@@ -401,11 +413,6 @@ def structure_lists(
     """
     from parafit.engines.reaxff.bonded import THB_CUT
     from parafit.engines.reaxff.nonbonded import make_pair_list
-    from parafit.engines.reaxff.topology import (
-        ListRules,
-        bond_candidates,
-        build_topology,
-    )
 
     periodic = pbc is not None and bool(np.any(pbc))
     cell = np.asarray(cell, float) if periodic else None
@@ -424,12 +431,6 @@ def structure_lists(
     listed = np.zeros(bonds[0].size, bool)
     for t in tables or (model.base_tables(),):
         listed |= model.bond_orders(t, types, positions, bare) > margin * THB_CUT
-    static = model.static
-    rules = ListRules(
-        angle=(static.angle_index >= 0).any(axis=0),
-        torsion=static.torsion_index >= 0,
-        hbond=static.hbond_index >= 0,
-    )
     top = build_topology(
         positions,
         cell,
@@ -439,7 +440,7 @@ def structure_lists(
         listed=listed,
         bonds=bonds,
         skin=skin,
-        rules=rules,
+        rules=model.list_rules,
     )
     pairs = make_pair_list(positions, cell, pbc, model.r_cut + skin)
     return StructureLists(

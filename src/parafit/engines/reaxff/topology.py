@@ -78,12 +78,9 @@ def _bond_candidates(
     images = lattice_images(cell, pbc, cutoff)
     lattice = np.zeros((3, 3)) if cell is None else np.asarray(cell, float)
     iu, ju = np.triu_indices(n, k=1)
-    i_all = [iu]
-    j_all = [ju]
-    m_all = [np.zeros((iu.size, 3), dtype=int)]
-    r0 = np.linalg.norm(pos[ju] - pos[iu], axis=1)
-    keep0 = r0 <= cutoff
-    i_all, j_all, m_all = [iu[keep0]], [ju[keep0]], [m_all[0][keep0]]
+    keep0 = np.linalg.norm(pos[ju] - pos[iu], axis=1) <= cutoff
+    i_all, j_all = [iu[keep0]], [ju[keep0]]
+    m_all = [np.zeros((int(keep0.sum()), 3), dtype=int)]
     others = images[images.any(axis=1) & _is_positive(images)]
     if others.size:
         diff = pos[None, :, :] - pos[:, None, :]  # (i, j, 3): x_j - x_i
