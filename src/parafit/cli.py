@@ -12,6 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
+from parafit.progress import ProgressBar
+
 __all__ = ["app", "main"]
 
 app = typer.Typer(
@@ -121,58 +123,6 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (InputError, ResultsError, UnknownNameError)
 
 
-class _ProgressLine:
-    """A rich progress bar fed by ProgressEvent callbacks."""
-
-    def __init__(
-        self, console: Any, *, disable: bool, label: str = "optimizing"
-    ) -> None:
-        from rich.progress import (
-            BarColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.progress = Progress(
-            TextColumn(f"[bold]{label}"),
-            BarColumn(),
-            TextColumn("{task.completed:>8.0f}{task.fields[total_text]} evals"),
-            TextColumn("best {task.fields[best]}"),
-            TextColumn("{task.fields[rate]} evals/s"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=console,
-            disable=disable,
-            transient=False,
-        )
-        self.task = self.progress.add_task(
-            "opt", total=None, best="-", rate="-", total_text=""
-        )
-
-    def __enter__(self) -> "_ProgressLine":
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
-
-    def __call__(self, event: Any) -> None:
-        total = event.max_evaluations
-        if total is None and event.time_limit is not None:
-            total = None
-        self.progress.update(
-            self.task,
-            completed=event.n_evaluations,
-            total=total,
-            best=f"{event.best_loss:.6g}",
-            rate=f"{event.evaluations_per_second:.1f}",
-            total_text=f"/{total}" if total else "",
-        )
-
-
 def _enable_x64() -> None:
     try:
         import jax  # noqa: F401
@@ -215,7 +165,7 @@ def optimize(
                     "parallel": config.parallel.model_copy(update={"workers": workers})
                 }
             )
-        with _ProgressLine(console, disable=quiet or not console.is_terminal) as bar:
+        with ProgressBar(console, disable=quiet or not console.is_terminal) as bar:
             result = optimization.run(
                 config, output, resume=resume, overwrite=overwrite, progress=bar
             )
@@ -278,7 +228,7 @@ def sensitivity(
             )
         if updates:
             config = config.model_copy(update=updates)
-        with _ProgressLine(
+        with ProgressBar(
             console, disable=quiet or not console.is_terminal, label="sampling"
         ) as bar:
             run = task.run(config, output, overwrite=overwrite, progress=bar)

@@ -59,6 +59,7 @@ __all__ = [
     "restraint_energy_and_forces",
     "has_stress",
     "moving_atoms",
+    "rigid_scan_geometries",
     "run_job",
     "validate_job",
 ]
@@ -581,6 +582,43 @@ def _internals(
         dihedrals_deg=dihedrals or None,
         mic=mic,
     )
+
+
+def rigid_scan_geometries(job: Job) -> tuple[np.ndarray, np.ndarray]:
+    """The geometries of a rigid (``relaxed=False``) PES scan, without any calculator.
+
+    Each point starts from the job's structure and sets the scanned coordinates in
+    order (as :func:`run_job` does), so a rigid scan is a set of single points.
+
+    Returns:
+        ``(positions (n_points, n_atoms, 3) [Å], coordinates (n_points,
+        n_coordinates))``: the geometries and the coordinates measured on them [Å or
+        degrees].
+
+    Raises:
+        ValueError: the job is not a rigid PES scan.
+    """
+    task = job.task
+    if not isinstance(task, PESScan) or task.relaxed:
+        raise ValueError(f"job {job.id!r} is not a rigid PES scan.")
+    atoms = job.atoms.copy()
+    atoms.set_constraint()
+    mic = bool(atoms.pbc.any())
+    coords = task.coordinates
+    moving = [moving_atoms(atoms, c) for c in coords]
+    start = atoms.positions.copy()
+    positions = np.empty((task.n_points, len(atoms), 3))
+    measured = np.empty((task.n_points, len(coords)))
+    for k in range(task.n_points):
+        atoms.positions[:] = start
+        targets = [c.values[k] for c in coords]
+        for c, value, move in zip(coords, targets, moving, strict=True):
+            _set_coordinate(atoms, c, value, move, mic)
+        positions[k] = atoms.positions
+        measured[k] = [
+            _measure(atoms, c, mic, near=v) for c, v in zip(coords, targets, strict=True)
+        ]
+    return positions, measured
 
 
 def _scan(

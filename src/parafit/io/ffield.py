@@ -341,6 +341,46 @@ class ForceField:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
+    def restrict_to(self, symbols: Sequence[str], header: str | None = None) -> "ForceField":
+        """The force field for the atom types ``symbols`` only (in that order).
+
+        Entries (bonds, off-diagonal, angles, torsions, H-bonds) that name only these
+        types (or the torsion wildcard) are kept, in their original order; general
+        parameters are unchanged. Energies of structures made of these elements are
+        the same as with the full force field.
+
+        Raises:
+            InputError: a symbol is not an atom type here, or is given twice.
+        """
+        symbols = tuple(symbols)
+        missing = [s for s in symbols if s not in self.atom_symbols]
+        if missing or len(set(symbols)) != len(symbols):
+            raise InputError(
+                f"cannot restrict the force field to {list(symbols)!r}: "
+                + (
+                    f"{missing} not among its atom types {list(self.atom_symbols)}."
+                    if missing
+                    else "a symbol is given twice."
+                )
+            )
+        old = np.array([self.atom_symbols.index(s) for s in symbols])
+        new_of = np.full(self.n_atoms + 1, -2, dtype=np.int64)  # -2: dropped type
+        new_of[old] = np.arange(len(old))
+        changes: dict[str, Any] = {
+            "atom_symbols": symbols,
+            "atom_params": self.atom_params[old],
+        }
+        for _code, idx_name, par_name in _ENTRY_FIELDS[1:]:
+            idx = getattr(self, idx_name)
+            in_range = np.where((idx >= 0) & (idx < self.n_atoms), idx, self.n_atoms)
+            mapped = np.where(idx == WILDCARD, WILDCARD, new_of[in_range])
+            keep = np.all(mapped != -2, axis=1)
+            changes[idx_name] = mapped[keep]
+            changes[par_name] = getattr(self, par_name)[keep]
+        if header is not None:
+            changes["header"] = header
+        return self.replace(**changes)
+
 
 _ENTRY_FIELDS: tuple[tuple[str, str | None, str], ...] = (
     ("ATM", None, "atom_params"),

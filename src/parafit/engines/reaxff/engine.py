@@ -13,7 +13,9 @@ order exceeds 1e-4 for the force field's values; a vector for which a bond outsi
 lists exceeds 1e-3, or a relaxation that moves an atom by more than half the skin,
 is flagged and that (vector, job) is recomputed exactly through ASE with
 :class:`~parafit.engines.reaxff.calculator.ReaxFFCalculator` (which rebuilds its
-lists as it goes). PES scans and cell relaxations always take that path.
+lists as it goes). Relaxed PES scans and cell relaxations with restraints always take
+that path. A rigid PES scan (``relaxed=False``) is a set of single points: its
+geometries are made once at set-up and evaluated in the single-point buckets.
 
 Exact parameter gradients (``grad_indices``): jacobians of the energy, forces,
 charges and final positions. For relaxed geometries the positions' derivative comes
@@ -23,8 +25,11 @@ motions of molecules drop out), and energies, forces and charges are differentia
 along it.
 """
 
+import dataclasses
+import hashlib
 import logging
 import math
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,12 +71,13 @@ from parafit.engines.reaxff.topology import (
 from parafit.engines.relax import (
     failed_job_results,
     has_stress,
+    rigid_scan_geometries,
     run_job,
     validate_job,
 )
 from parafit.errors import EngineError
 from parafit.io.ffield import ForceField, format_ffield, parse_ffield, read_ffield
-from parafit.jobs import GeometryOptimization, Job, PESScan
+from parafit.jobs import GeometryOptimization, Job, PESScan, SinglePoint
 from parafit.parameters import ParameterInterface
 
 __all__ = ["ReaxFFEngine", "ReaxFFFn"]
@@ -91,8 +97,12 @@ def _size_class(n_atoms: int) -> int:
 
 
 def _chunks(n_vectors: int, max_chunk: int) -> list[tuple[int, int, int]]:
-    """(start, stop, padded size) chunks of the vector axis; padded sizes are powers
-    of two up to ``max_chunk`` so that few shapes are compiled."""
+    """(start, stop, padded size) chunks of the vector axis.
+
+    Padded sizes are powers of two up to ``max_chunk``, so that few shapes are
+    compiled; a batch of more than ``max_chunk`` vectors is cut into chunks that are
+    all padded to ``max_chunk`` (its tail does not compile a shape of its own).
+    """
     out = []
     start = 0
     while start < n_vectors:
@@ -100,6 +110,8 @@ def _chunks(n_vectors: int, max_chunk: int) -> list[tuple[int, int, int]]:
         size = 1
         while size < stop - start:
             size *= 2
+        if n_vectors > max_chunk:
+            size = max_chunk
         out.append((start, stop, min(size, max_chunk)))
         start = stop
     return out
@@ -146,6 +158,106 @@ class _Plan:
     lists: StructureLists
     charge: float
     fixed: np.ndarray
+
+
+_MODELS: "OrderedDict[tuple[str, tuple[str, ...]], ReaxFFModel]" = OrderedDict()
+_MAX_MODELS = 4
+
+
+def _forcefield_key(ff: ForceField) -> str:
+    """A digest of every value and index of ``ff`` (equal force fields, equal keys)."""
+    h = hashlib.sha256("\x00".join(ff.atom_symbols).encode())
+    for f in dataclasses.fields(ff):
+        value = getattr(ff, f.name)
+        if isinstance(value, np.ndarray):
+            h.update(f.name.encode())
+            h.update(str(value.shape).encode())
+            h.update(np.ascontiguousarray(value).tobytes())
+    return h.hexdigest()
+
+
+def shared_model(ff: ForceField, parameter_names: Sequence[str]) -> ReaxFFModel:
+    """The :class:`ReaxFFModel` of ``ff`` and ``parameter_names``, shared in the process.
+
+    Engines set up for the same force field and parameter names (the training and the
+    validation set, a sensitivity run and the optimizations after it) then share
+    compiled functions: a bucket shape traced and compiled once serves them all. The
+    last few models are kept.
+    """
+    key = (_forcefield_key(ff), tuple(parameter_names))
+    model = _MODELS.get(key)
+    if model is None:
+        model = ReaxFFModel(ff, parameter_names)
+        _MODELS[key] = model
+        while len(_MODELS) > _MAX_MODELS:
+            _MODELS.popitem(last=False)
+    else:
+        _MODELS.move_to_end(key)
+    return model
+
+
+@dataclass(frozen=True)
+class _RigidScan:
+    """A rigid PES scan evaluated as single points ``<id>#<k>``."""
+
+    job: Job
+    point_ids: tuple[str, ...]
+    positions: np.ndarray  # (n_points, n_atoms, 3) [Å]
+    coordinates: np.ndarray  # (n_points, n_coordinates)
+
+    def assemble(self, points: Sequence[JobResults]) -> JobResults:
+        """The scan's results from its points' (as :func:`run_job` gives them): scan
+        fields per point, and energy, forces, charges, geometry of the lowest point."""
+        n_vectors = len(points[0].energy)
+        scan_e = np.stack([p.energy for p in points], axis=1)  # (n_vectors, n_points)
+        failed = np.zeros(n_vectors, bool)
+        status = np.zeros(n_vectors, np.int64)
+        for p in points:
+            failed |= (p.status & int(Status.FAILED)) != 0
+            status |= p.status
+        failed |= ~np.all(np.isfinite(scan_e), axis=1)
+        best = np.argmin(np.where(np.isfinite(scan_e), scan_e, np.inf), axis=1)
+        rows = np.arange(n_vectors)
+
+        def pick(name: str) -> np.ndarray | None:
+            values = [getattr(p, name) for p in points]
+            if any(v is None for v in values):
+                return None
+            a = np.stack(values, axis=1)[rows, best].copy()
+            a[failed] = np.nan
+            return a
+
+        status[failed] |= int(Status.FAILED)
+        scan_e = scan_e.copy()
+        scan_e[failed] = np.nan
+        scan_coordinates = np.repeat(self.coordinates[None], n_vectors, axis=0)
+        scan_positions = np.repeat(self.positions[None], n_vectors, axis=0)
+        scan_coordinates[failed] = np.nan
+        scan_positions[failed] = np.nan
+        jacobians = None
+        if all(getattr(p, "jacobians", None) is not None for p in points):
+            jac = [p.jacobians for p in points]
+            jacobians = {"scan_energies": np.stack([j["energy"] for j in jac], axis=1)}
+            for name in ("energy", "forces", "charges"):
+                jacobians[name] = np.stack([j[name] for j in jac], axis=1)[rows, best]
+            jacobians["positions"] = np.zeros_like(jac[0]["positions"])
+            for a in jacobians.values():
+                a[failed] = np.nan
+        return JobResults(
+            energy=pick("energy"),
+            positions=pick("positions"),
+            cell=pick("cell"),
+            pbc=points[0].pbc,
+            status=status,
+            forces=pick("forces"),
+            stress=pick("stress"),
+            charges=pick("charges"),
+            scan_energies=scan_e,
+            scan_coordinates=scan_coordinates,
+            scan_positions=scan_positions,
+            n_steps=np.zeros(n_vectors, np.int64),
+            **({"jacobians": jacobians} if jacobians is not None else {}),
+        )
 
 
 @dataclass
@@ -265,13 +377,14 @@ class ReaxFFFn:
     ) -> None:
         enable_compilation_cache()
         self.engine = engine
-        self.model = ReaxFFModel(engine.forcefield, parameter_names)
+        self.model = shared_model(engine.forcefield, parameter_names)
         self.parameter_names = tuple(parameter_names)
         self.jobs = list(jobs)
         self._fallback: list[Job] = []
+        self._scans: dict[str, _RigidScan] = {}
         groups: dict[tuple[str, int], list[_Plan]] = {}
         with jax.enable_x64(True):
-            for job in self.jobs:
+            for job in self._expand_rigid_scans(self.jobs):
                 validate_job(job)
                 types = self.model.type_index(job.atoms.get_chemical_symbols())
                 task = job.task
@@ -308,6 +421,26 @@ class ReaxFFFn:
         for b in self.buckets:
             b.pad()
 
+    def _expand_rigid_scans(self, jobs: Sequence[Job]) -> list[Job]:
+        """``jobs`` with each rigid PES scan replaced by one single point per scan point."""
+        out: list[Job] = []
+        for job in jobs:
+            task = job.task
+            if not isinstance(task, PESScan) or task.relaxed:
+                out.append(job)
+                continue
+            positions, coordinates = rigid_scan_geometries(job)
+            ids = []
+            for k, pos in enumerate(positions):
+                atoms = job.atoms.copy()
+                atoms.set_constraint()
+                atoms.positions = pos
+                point = Job(f"{job.id}#{k}", atoms, SinglePoint(), metadata=job.metadata)
+                ids.append(point.id)
+                out.append(point)
+            self._scans[job.id] = _RigidScan(job, tuple(ids), positions, coordinates)
+        return out
+
     # -- compiled functions --------------------------------------------------------
 
     def _values_fn(self, bucket: _Bucket) -> Any:
@@ -320,6 +453,10 @@ class ReaxFFFn:
             self.engine.skin,
         )
         charged = bucket.charged
+        shared_key = ("bucket-values", kind, relax_cell, periodic, charged, skin)
+        if shared_key in model.compiled:
+            bucket.fns["values"] = model.compiled[shared_key]
+            return bucket.fns["values"]
 
         def one(tables: Tables, s: dict[str, Any]) -> dict[str, jax.Array]:
             n = s["positions"].shape[0]
@@ -419,7 +556,7 @@ class ReaxFFFn:
 
             return jax.vmap(per_vector)(x)
 
-        bucket.fns["values"] = jax.jit(batch)
+        bucket.fns["values"] = model.compiled[shared_key] = jax.jit(batch)
         return bucket.fns["values"]
 
     def _jacobian_fn(self, bucket: _Bucket, grad_indices: tuple[int, ...]) -> Any:
@@ -427,6 +564,11 @@ class ReaxFFFn:
         if key in bucket.fns:
             return bucket.fns[key]
         model, relaxes, relax_cell = self.model, bucket.kind != "sp", bucket.relax_cell
+        charged = bucket.charged
+        shared_key = ("bucket-jac", relaxes, relax_cell, charged, grad_indices)
+        if shared_key in model.compiled:
+            bucket.fns[key] = model.compiled[shared_key]
+            return bucket.fns[key]
         idx = jnp.asarray(grad_indices)
 
         def one(
@@ -454,7 +596,7 @@ class ReaxFFFn:
                     top,
                     pairs,
                     s["charge"],
-                    solve_charges=bucket.charged,
+                    solve_charges=charged,
                 )
                 return x, top, pairs, q
 
@@ -522,7 +664,7 @@ class ReaxFFFn:
                 lambda xv, c: jax.vmap(lambda s, cs: one(xv, s, cs))(arrays, c)
             )(x, coords)
 
-        bucket.fns[key] = jax.jit(batch)
+        bucket.fns[key] = model.compiled[shared_key] = jax.jit(batch)
         return bucket.fns[key]
 
     # -- evaluation ----------------------------------------------------------------
@@ -543,6 +685,8 @@ class ReaxFFFn:
                 out.update(self._run_bucket(bucket, x, grad_indices))
             for job in self._fallback:
                 out[job.id] = self._exact(job, x)
+        for scan in self._scans.values():
+            out[scan.job.id] = scan.assemble([out.pop(i) for i in scan.point_ids])
         return {job.id: out[job.id] for job in self.jobs}
 
     def _release_compiled_if_needed(self) -> None:
