@@ -280,3 +280,37 @@ def test_pickled_copy_is_validated_and_read_only() -> None:
     back = pickle.loads(pickle.dumps(ff))
     assert back.same_values(ff) and back.comments == ff.comments
     assert not back.atom_params.flags.writeable
+
+
+# ---- restricting a force field to some elements ----------------------------------------
+
+
+def test_restrict_to_keeps_the_energy_of_structures_of_those_elements(
+    shared_data: Path,
+) -> None:
+    from ase.build import molecule
+
+    from parafit.engines.reaxff.calculator import ReaxFFCalculator
+    from parafit.io.ffield import read_ffield
+
+    full = read_ffield(shared_data / "reaxff-golden" / "water_300_no_pbc" / "ffield")
+    assert len(full.atom_symbols) > 2
+    small = full.restrict_to(["O", "H"], header="water only")
+    assert small.atom_symbols == ("O", "H") and small.header == "water only"
+    # every kept entry names only O and H (or the torsion wildcard)
+    for block in ("BND", "OFD", "ANG", "TOR", "HBD"):
+        idx = small.block_indices(block)
+        assert np.all((idx >= -1) & (idx < 2)), block
+    assert 0 < small.n_bonds < full.n_bonds
+    energies = []
+    for ff in (full, small):
+        atoms = molecule("H2O")
+        atoms.positions[1] += [0.0, 0.1, 0.05]
+        atoms.calc = ReaxFFCalculator(ffield=ff)
+        energies.append((atoms.get_potential_energy(), atoms.get_forces()))
+    assert energies[0][0] == pytest.approx(energies[1][0], abs=1e-10)
+    np.testing.assert_allclose(energies[0][1], energies[1][1], atol=1e-10)
+    with pytest.raises(InputError, match=r"\['Xx'\] not among its atom types"):
+        full.restrict_to(["O", "Xx"])
+    with pytest.raises(InputError, match="given twice"):
+        full.restrict_to(["O", "O"])

@@ -123,3 +123,11 @@ def test_pie_shares_caps_wedges() -> None:
     labels, values = _pie_shares({f"g{i}": 1.0 for i in range(20)})
     assert len(labels) == 13 and labels[-1] == "other"
     assert sum(values) == pytest.approx(20.0)
+
+
+def test_summary_of_one_group_has_no_pie(reaxff_like: HSICResult, tmp_path: Path) -> None:
+    """All parameters in one group (the water example's H.O BND): the bars alone."""
+    one = _result(reaxff_like.sensitivities, groups=("H.O BND",) * 8)
+    narrow = _check_png(plot_sensitivity_summary(one, tmp_path / "one.png"))
+    wide = _check_png(plot_sensitivity_summary(reaxff_like, tmp_path / "many.png"))
+    assert narrow.shape[1] < 0.8 * wide.shape[1]

@@ -616,7 +616,8 @@ def rigid_scan_geometries(job: Job) -> tuple[np.ndarray, np.ndarray]:
             _set_coordinate(atoms, c, value, move, mic)
         positions[k] = atoms.positions
         measured[k] = [
-            _measure(atoms, c, mic, near=v) for c, v in zip(coords, targets, strict=True)
+            _measure(atoms, c, mic, near=v)
+            for c, v in zip(coords, targets, strict=True)
         ]
     return positions, measured
 

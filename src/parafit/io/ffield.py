@@ -341,7 +341,9 @@ class ForceField:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
-    def restrict_to(self, symbols: Sequence[str], header: str | None = None) -> "ForceField":
+    def restrict_to(
+        self, symbols: Sequence[str], header: str | None = None
+    ) -> "ForceField":
         """The force field for the atom types ``symbols`` only (in that order).
 
         Entries (bonds, off-diagonal, angles, torsions, H-bonds) that name only these

@@ -167,7 +167,7 @@ def plot_sensitivity_summary(
     normalization) are left out and groups under 2 % of the total join one
     ``other`` wedge (as do groups beyond the 12 largest); the legend gives each
     wedge's share. When no sensitivity is positive the right panel says
-    ``no sensitivity`` instead.
+    ``no sensitivity`` instead; when all parameters are in one group it is left out.
 
     Args:
         result: the analysis.
@@ -191,8 +191,13 @@ def plot_sensitivity_summary(
     k = shown.size
     mean = result.sensitivity_mean[shown]
     std = result.sensitivity_std[shown]
-    fig = _figure(12.0, max(4.5, 1.2 + 0.22 * k))
-    left, right = fig.subplots(1, 2, width_ratios=[3, 2])
+    one_group = len(set(result.groups or result.labels)) <= 1
+    if one_group:  # a pie of one wedge says nothing: the bars alone
+        fig = _figure(7.5, max(4.5, 1.2 + 0.22 * k))
+        left = fig.subplots(1, 1)
+    else:
+        fig = _figure(12.0, max(4.5, 1.2 + 0.22 * k))
+        left, right = fig.subplots(1, 2, width_ratios=[3, 2])
 
     positions = np.arange(k)
     left.barh(
@@ -215,6 +220,8 @@ def plot_sensitivity_summary(
     if not np.any(mean):
         left.set_xlim(0.0, 1.0)
 
+    if one_group:
+        return _save(fig, path)
     labels, values = _pie_shares(result.group_shares())
     if values:
         from matplotlib import colormaps

@@ -451,7 +451,11 @@ def bond_orders(
     ) -> jax.Array:
         on = switch & (radius > 0)
         ratio = r / jnp.where(on, radius, 1.0)
-        return jnp.where(on, jnp.exp(pa * _safe_pow(ratio, pb)), 0.0)
+        # the exponent is zeroed where the component is off *before* exp, so that a
+        # positive p_bo (e.g. p_bo5 sampled in [-1, 1]) cannot overflow there and turn
+        # the masked-out gradient into inf * 0 = NaN
+        exponent = jnp.where(on, pa * _safe_pow(ratio, pb), 0.0)
+        return jnp.where(on, jnp.exp(exponent), 0.0)
 
     s = (1.0 + bo_cut) * component(
         t.r_s[ti, tj], t.sw_s[ti, tj], bp[:, _BO1], bp[:, _BO2]

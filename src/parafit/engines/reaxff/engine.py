@@ -435,7 +435,9 @@ class ReaxFFFn:
                 atoms = job.atoms.copy()
                 atoms.set_constraint()
                 atoms.positions = pos
-                point = Job(f"{job.id}#{k}", atoms, SinglePoint(), metadata=job.metadata)
+                point = Job(
+                    f"{job.id}#{k}", atoms, SinglePoint(), metadata=job.metadata
+                )
                 ids.append(point.id)
                 out.append(point)
             self._scans[job.id] = _RigidScan(job, tuple(ids), positions, coordinates)
