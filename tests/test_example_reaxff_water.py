@@ -70,21 +70,30 @@ def test_inputs_agree_with_reference_data(reference: dict) -> None:
         assert np.linalg.norm(positions[1] - positions[0]) == pytest.approx(0.9572)
         cos = np.dot(positions[1], positions[2]) / 0.9572**2
         assert math.degrees(math.acos(cos)) == pytest.approx(104.52)
-    for name, job_id in (("training_set", "oh_stretch"), ("validation_set", "symmetric_stretch")):
+    for name, job_id in (
+        ("training_set", "oh_stretch"),
+        ("validation_set", "symmetric_stretch"),
+    ):
         (entry,) = list(DataSet.load(EXAMPLE / f"{name}.yaml"))
         assert entry.expression == f"pes('{job_id}')"
-        want = np.asarray(reference["scans"][job_id]["relative_energy_ev"]) / KCAL_PER_MOL
+        want = (
+            np.asarray(reference["scans"][job_id]["relative_energy_ev"]) / KCAL_PER_MOL
+        )
         np.testing.assert_allclose(entry.reference, want, rtol=1e-12)
         assert entry.sigma == 1.0 and entry.unit.label == "kcal/mol"
     interface = ParameterInterface.load(EXAMPLE / "parameter_interface.yaml")
     active = [p for p in interface if p.is_active]
-    assert sorted(p.name for p in active) == sorted(f"H.O:{n}" for n in PI + SIGMA + ("p_be1", "p_be2", "p_ovun1"))
+    assert sorted(p.name for p in active) == sorted(
+        f"H.O:{n}" for n in PI + SIGMA + ("p_be1", "p_be2", "p_ovun1")
+    )
     for p in active:
         low, high = p.range
         if p.value == 0:
             assert (low, high) == (-1.0, 1.0)
         else:
-            assert sorted((low, high)) == pytest.approx(sorted((0.8 * p.value, 1.2 * p.value)))
+            assert sorted((low, high)) == pytest.approx(
+                sorted((0.8 * p.value, 1.2 * p.value))
+            )
 
 
 def test_ffield_is_the_h_o_part_of_the_water_force_field(shared_data: Path) -> None:

@@ -23,7 +23,9 @@ FFIELD = Path(__file__).resolve().parents[1] / "examples" / "reaxff_water" / "ff
 def _water() -> Atoms:
     t = np.radians(104.52)
     r = 0.9572
-    return Atoms("OHH", positions=[[0, 0, 0], [r, 0, 0], [r * np.cos(t), r * np.sin(t), 0]])
+    return Atoms(
+        "OHH", positions=[[0, 0, 0], [r, 0, 0], [r * np.cos(t), r * np.sin(t), 0]]
+    )
 
 
 def _scans() -> list[Job]:
@@ -40,9 +42,14 @@ def _scans() -> list[Job]:
         relaxed=False,
     )
     bend = PESScan(
-        (ScanCoordinate("angle", (1, 0, 2), (90.0, 104.52, 120.0, 150.0)),), relaxed=False
+        (ScanCoordinate("angle", (1, 0, 2), (90.0, 104.52, 120.0, 150.0)),),
+        relaxed=False,
     )
-    return [Job("oh", _water(), one), Job("sym", _water(), both), Job("bend", _water(), bend)]
+    return [
+        Job("oh", _water(), one),
+        Job("sym", _water(), both),
+        Job("bend", _water(), bend),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +80,9 @@ def test_rigid_scan_equals_the_ase_path(water_fn) -> None:
     for job in jobs:
         ref = run_job(job, calculator, properties=("forces", "charges"))
         r = got[job.id]
-        np.testing.assert_allclose(r.scan_energies, ref.scan_energies, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(
+            r.scan_energies, ref.scan_energies, rtol=0, atol=1e-9
+        )
         np.testing.assert_allclose(r.scan_coordinates, ref.scan_coordinates, atol=1e-10)
         np.testing.assert_allclose(r.scan_positions, ref.scan_positions, atol=1e-12)
         np.testing.assert_allclose(r.energy, ref.energy, atol=1e-9)
@@ -98,7 +107,9 @@ def test_rigid_scan_batches_and_survives_a_bad_vector(water_fn) -> None:
 def test_rigid_scan_energy_jacobian_equals_central_differences(water_fn) -> None:
     iface, fn, jobs = water_fn
     names = list(iface.names)
-    picked = [names.index(n) for n in ("H.O:D_e^sigma", "H.O:p_bo1", "H.O:p_bo2", "O:chi")]
+    picked = [
+        names.index(n) for n in ("H.O:D_e^sigma", "H.O:p_bo1", "H.O:p_bo2", "O:chi")
+    ]
     x0 = iface.values.copy()
     res = fn(x0[None], grad_indices=picked)
     for k, col in enumerate(picked):
@@ -109,7 +120,9 @@ def test_rigid_scan_energy_jacobian_equals_central_differences(water_fn) -> None
         both = fn(np.stack([up, down]))
         for job in jobs:
             jac = res[job.id].jacobians["scan_energies"][0, :, k]
-            fd = (both[job.id].scan_energies[0] - both[job.id].scan_energies[1]) / (2 * h)
+            fd = (both[job.id].scan_energies[0] - both[job.id].scan_energies[1]) / (
+                2 * h
+            )
             np.testing.assert_allclose(jac, fd, atol=1e-6 * max(1.0, np.abs(fd).max()))
     # the geometry of a rigid scan does not depend on the parameters
     assert np.all(res["oh"].jacobians["positions"] == 0)
@@ -146,7 +159,9 @@ def test_forces_stay_finite_for_a_positive_p_bo5_at_long_range() -> None:
     atoms.positions[1] = [2.5, 0.0, 0.0]
     from parafit.engines.reaxff.engine import shared_model
 
-    calc = ReaxFFCalculator.from_model(shared_model(engine.forcefield, iface.names), values)
+    calc = ReaxFFCalculator.from_model(
+        shared_model(engine.forcefield, iface.names), values
+    )
     atoms.calc = calc
     forces = atoms.get_forces()
     assert np.all(np.isfinite(forces))

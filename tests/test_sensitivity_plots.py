@@ -125,7 +125,9 @@ def test_pie_shares_caps_wedges() -> None:
     assert sum(values) == pytest.approx(20.0)
 
 
-def test_summary_of_one_group_has_no_pie(reaxff_like: HSICResult, tmp_path: Path) -> None:
+def test_summary_of_one_group_has_no_pie(
+    reaxff_like: HSICResult, tmp_path: Path
+) -> None:
     """All parameters in one group (the water example's H.O BND): the bars alone."""
     one = _result(reaxff_like.sensitivities, groups=("H.O BND",) * 8)
     narrow = _check_png(plot_sensitivity_summary(one, tmp_path / "one.png"))

@@ -4,11 +4,15 @@ Writes, next to this script:
 
 - ``ffield``: the H and O part of the ReaxFF water force field (see README.md for its
   provenance), cut out of the full file with :meth:`ForceField.restrict_to`.
-- ``job_collection.yaml``: two rigid PES scans of one water molecule (``oh_stretch``:
-  one O-H bond, 29 points; ``symmetric_stretch``: both O-H bonds, 9 points).
+- ``job_collection.yaml``: three rigid PES scans of one water molecule
+  (``oh_stretch``: one O-H bond 0.80-1.50 Å, 29 points; ``oh_dissociation``: the same
+  bond at equilibrium and 1.55-2.50 Å, 21 points; ``symmetric_stretch``: both O-H
+  bonds, 9 points).
 - ``training_set.yaml``: ``pes('oh_stretch')``, the B3LYP scan energies relative to
   their minimum, sigma 1 kcal/mol (about ParAMS's default 0.002 Ha for ``pes``).
-- ``validation_set.yaml``: ``pes('symmetric_stretch')``, the same way.
+- ``validation_set.yaml``: ``pes('symmetric_stretch')`` the same way, and
+  ``pes('oh_dissociation', relative_to='first')``: the bond-breaking curve relative to
+  the equilibrium geometry (its first point), a test of extrapolation.
 - ``parameter_interface.yaml``: every parameter of the ffield, with only the 12
   H.O bond parameters of the ParAMS sensitivity tutorial active (ranges ±20% of the
   value, ±1 around a zero value, as ParAMS sets them).
@@ -35,11 +39,16 @@ from parafit.units import KCAL_PER_MOL, Unit
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_SOURCE = (
-    HERE.parents[1].parent / "shared" / "data" / "reaxff-golden" / "water_300_no_pbc" / "ffield"
+    HERE.parents[1].parent
+    / "shared"
+    / "data"
+    / "reaxff-golden"
+    / "water_300_no_pbc"
+    / "ffield"
 )
 HEADER = (
-    "ReaxFF water (H/O of Zhang & van Duin 2017 / Achtyl et al. 2015); "
-    "parafit examples/reaxff_water"
+    "Reactive MD-force field: Water, H and O only (LAMMPS acks2_ff.water, "
+    "Achtyl et al. 2015); parafit examples/reaxff_water"
 )
 KCAL = Unit("kcal/mol", 1.0 / KCAL_PER_MOL)
 SIGMA_KCAL = 1.0
@@ -68,56 +77,83 @@ def water(r_eq: float, angle: float) -> Atoms:
     t = np.radians(angle)
     return Atoms(
         "OHH",
-        positions=[[0.0, 0.0, 0.0], [r_eq, 0.0, 0.0], [r_eq * np.cos(t), r_eq * np.sin(t), 0.0]],
+        positions=[
+            [0.0, 0.0, 0.0],
+            [r_eq, 0.0, 0.0],
+            [r_eq * np.cos(t), r_eq * np.sin(t), 0.0],
+        ],
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="full water ffield")
+    parser.add_argument(
+        "--source", type=Path, default=DEFAULT_SOURCE, help="full water ffield"
+    )
     args = parser.parse_args()
 
     ref = yaml.safe_load((HERE / "reference.yaml").read_text())
     geometry = ref["geometry"]
     atoms = water(geometry["r_eq_angstrom"], geometry["angle_eq_degree"])
     scans = ref["scans"]
-    oh = scans["oh_stretch"]
-    sym = scans["symmetric_stretch"]
+
+    def scan_job(
+        job_id: str, coordinates: tuple[ScanCoordinate, ...], text: str
+    ) -> Job:
+        return Job(
+            job_id,
+            atoms,
+            PESScan(coordinates, relaxed=False),
+            metadata={"description": text},
+        )
+
+    oh, off, sym = (
+        scans[k] for k in ("oh_stretch", "oh_dissociation", "symmetric_stretch")
+    )
     jobs = JobCollection(
         [
-            Job(
+            scan_job(
                 "oh_stretch",
-                atoms,
-                PESScan((ScanCoordinate("distance", (0, 1), tuple(oh["r_OH1"])),), relaxed=False),
-                metadata={"description": "rigid scan of the O-H1 bond; H2 and the angle fixed"},
+                (ScanCoordinate("distance", (0, 1), tuple(oh["r_OH1"])),),
+                "rigid scan of the O-H1 bond, 0.80-1.50 Å; H2 and the angle fixed",
             ),
-            Job(
+            scan_job(
+                "oh_dissociation",
+                (ScanCoordinate("distance", (0, 1), tuple(off["r_OH1"])),),
+                "O-H1 at equilibrium, then 1.55-2.50 Å (bond breaking); rigid",
+            ),
+            scan_job(
                 "symmetric_stretch",
-                atoms,
-                PESScan(
-                    (
-                        ScanCoordinate("distance", (0, 1), tuple(sym["r_OH1"])),
-                        ScanCoordinate("distance", (0, 2), tuple(sym["r_OH2"])),
-                    ),
-                    relaxed=False,
+                (
+                    ScanCoordinate("distance", (0, 1), tuple(sym["r_OH1"])),
+                    ScanCoordinate("distance", (0, 2), tuple(sym["r_OH2"])),
                 ),
-                metadata={"description": "rigid symmetric stretch of both O-H bonds"},
+                "rigid symmetric stretch of both O-H bonds, 0.85-1.25 Å",
             ),
         ]
     )
     training, validation = DataSet(), DataSet()
-    for target, job_id, scan in (
-        (training, "oh_stretch", oh),
-        (validation, "symmetric_stretch", sym),
-    ):
-        relative_kcal = np.asarray(scan["relative_energy_ev"]) / KCAL_PER_MOL
+
+    def add(target: DataSet, job_id: str, relative_to: str) -> None:
+        e = np.asarray(scans[job_id]["energy_ev"])
+        e = e - (e.min() if relative_to == "min" else e[0])
+        expression = f"pes('{job_id}')"
+        if relative_to != "min":
+            expression = f"pes('{job_id}', relative_to='{relative_to}')"
         target.add_entry(
-            f"pes('{job_id}')",
-            relative_kcal,
+            expression,
+            e / KCAL_PER_MOL,
             sigma=SIGMA_KCAL,
             unit=KCAL,
-            metadata={"Description": f"B3LYP/def2-TZVP {job_id} energies relative to the lowest point"},
+            metadata={
+                "Description": f"B3LYP/def2-TZVP {job_id}, relative to the "
+                + ("lowest point" if relative_to == "min" else "first point")
+            },
         )
+
+    add(training, "oh_stretch", "min")
+    add(validation, "symmetric_stretch", "min")
+    add(validation, "oh_dissociation", "first")
 
     forcefield = read_ffield(args.source).restrict_to(["H", "O"], header=HEADER)
     interface = interface_from_ffield(forcefield).with_active(ACTIVE)

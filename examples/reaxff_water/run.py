@@ -22,6 +22,7 @@ Usage (from the repository root)::
 
 import argparse
 import logging
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -51,7 +52,9 @@ class GroupRuns:
 
     label: str
     output: Path
-    curves: list[tuple[np.ndarray, np.ndarray]]  # per run: (evaluations, best loss so far)
+    curves: list[
+        tuple[np.ndarray, np.ndarray]
+    ]  # per run: (evaluations, best loss so far)
     final: np.ndarray  # (n_runs,) best training loss of each run
     validation: float | None  # best validation loss of the whole group
     initial: float  # training loss of the force field's values
@@ -60,7 +63,9 @@ class GroupRuns:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-o", "--output", type=Path, default=Path("results/reaxff_water"))
+    parser.add_argument(
+        "-o", "--output", type=Path, default=Path("results/reaxff_water")
+    )
     parser.add_argument("--samples", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--per-repeat", type=int, default=500)
@@ -87,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse_args(argv)
     console = Console(stderr=True, highlight=False)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     out: Path = args.output
     out.mkdir(parents=True, exist_ok=True)
     show = not args.quiet and console.is_terminal
@@ -109,15 +116,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     start = time.perf_counter()
     with ProgressBar(console, disable=not show, label="sampling") as bar:
-        run = sensitivity.run(config, out / "sensitivity", overwrite=True, progress=bar)
-    timings["sampling and sensitivity"] = time.perf_counter() - start
+        clock = _LastEvent(bar)
+        run = sensitivity.run(
+            config, out / "sensitivity", overwrite=True, progress=clock
+        )
+    timings["sampling (incl. compilation)"] = clock.last - start
+    timings["sensitivity analysis and plots"] = time.perf_counter() - clock.last
     result = run.result
-    console.print(f"sensitivity done in {timings['sampling and sensitivity']:.1f} s")
+    for name in ("sensitivity_per_parameter.png", "sensitivity_summary.png"):
+        shutil.copyfile(out / "sensitivity" / "sensitivity" / name, out / name)
+    console.print(
+        f"sampled {args.samples} vectors in {timings['sampling (incl. compilation)']:.1f} s; "
+        f"ranking: {', '.join(result.get_ordered_parameters()[:5])}, ..."
+    )
 
     # ---- 3: the top-N interface ------------------------------------------------------
     top_path = out / f"parameter_interface_top{args.top}.yaml"
     chosen, _ = select_interface(
-        out / "sensitivity", top_path, top=args.top, interface=HERE / "parameter_interface.yaml"
+        out / "sensitivity",
+        top_path,
+        top=args.top,
+        interface=HERE / "parameter_interface.yaml",
     )
     console.print(f"top {args.top}: {', '.join(chosen)}")
 
@@ -139,9 +158,13 @@ def main(argv: list[str] | None = None) -> int:
                 "seed": args.seed,
             }
         )
-        directory = out / ("optimize_all" if label == "12 active" else f"optimize_top{args.top}")
+        directory = out / (
+            "optimize_all" if label == "12 active" else f"optimize_top{args.top}"
+        )
         start = time.perf_counter()
-        with ProgressBar(console, disable=not show, label=f"CMA-ES x{args.runs}, {label}") as bar:
+        with ProgressBar(
+            console, disable=not show, label=f"CMA-ES x{args.runs}, {label}"
+        ) as bar:
             res = optimization.run(cfg, directory, overwrite=True, progress=bar)
         seconds = time.perf_counter() - start
         groups.append(collect(label, directory, args.runs, res, seconds))
@@ -151,11 +174,24 @@ def main(argv: list[str] | None = None) -> int:
         )
         timings[f"CMA-ES, {label}"] = seconds
 
-    # ---- 5: plot and report ----------------------------------------------------------------
+    # ---- 5: plots and report ---------------------------------------------------------------
     plot_convergence(groups, out / "convergence.png")
+    plot_scans(groups, out / "scans.png")
     report = write_report(out, result, chosen, groups, timings, args)
     console.print(f"report: {report}")
     return 0
+
+
+class _LastEvent:
+    """Passes progress events on and notes the time of the last one."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.last = time.perf_counter()
+
+    def __call__(self, event) -> None:
+        self.last = time.perf_counter()
+        self.inner(event)
 
 
 def collect(label: str, directory: Path, n_runs: int, res, seconds: float) -> GroupRuns:
@@ -173,7 +209,13 @@ def collect(label: str, directory: Path, n_runs: int, res, seconds: float) -> Gr
         curves.append((np.arange(best.size), best))
         final.append(best[-1])
     return GroupRuns(
-        label, directory, curves, np.array(final), res.best_validation_loss, initial, seconds
+        label,
+        directory,
+        curves,
+        np.array(final),
+        res.best_validation_loss,
+        initial,
+        seconds,
     )
 
 
@@ -189,7 +231,14 @@ def plot_convergence(groups: list[GroupRuns], path: Path) -> Path:
     ax = fig.add_subplot()
     for group, colour in zip(groups, ("tab:blue", "tab:orange"), strict=False):
         for k, (x, y) in enumerate(group.curves):
-            ax.plot(x, y, color=colour, lw=1.0, alpha=0.8, label=group.label if k == 0 else None)
+            ax.plot(
+                x,
+                y,
+                color=colour,
+                lw=1.0,
+                alpha=0.8,
+                label=group.label if k == 0 else None,
+            )
     ax.set_yscale("log")
     ax.set_xlabel("loss evaluations of the run")
     ax.set_ylabel("best training loss (SSE)")
@@ -202,13 +251,85 @@ def plot_convergence(groups: list[GroupRuns], path: Path) -> Path:
     return path
 
 
+def _predictions(snapshot: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Job id -> (reference, prediction) of each entry of a snapshot's predictions file."""
+    import yaml
+
+    text = (snapshot / "data_set_predictions.yaml").read_text()
+    out = {}
+    for doc in yaml.safe_load_all(text):
+        if doc and "Expression" in doc:
+            job_id = doc["Expression"].split("'")[1]
+            out[job_id] = (
+                np.asarray(doc["ReferenceValue"], float),
+                np.asarray(doc["Prediction"], float),
+            )
+    return out
+
+
+def plot_scans(groups: list[GroupRuns], path: Path) -> Path:
+    """The three scans: DFT, the force field's values, and each group's best parameters
+    (best training loss for the training scan, best validation loss for the others)."""
+    import io
+
+    import yaml
+    from matplotlib.figure import Figure
+
+    from parafit._atomic import write_bytes_atomic
+
+    scans = yaml.safe_load((HERE / "reference.yaml").read_text())["scans"]
+    panels = (
+        ("training_set_results", "oh_stretch", "training: one O-H stretched"),
+        ("validation_set_results", "oh_dissociation", "validation: O-H bond breaking"),
+        (
+            "validation_set_results",
+            "symmetric_stretch",
+            "validation: both O-H stretched",
+        ),
+    )
+    fig = Figure(figsize=(14.0, 4.2), layout="constrained")
+    axes = fig.subplots(1, len(panels))
+    for ax, (kind, job_id, title) in zip(axes, panels, strict=True):
+        r = np.asarray(scans[job_id]["r_OH1"])
+        order = np.argsort(r)
+        ref, initial = _predictions(
+            groups[0].output / "optimization" / kind / "initial"
+        )[job_id]
+        ax.plot(r[order], ref[order], "ko", ms=4, label="B3LYP/def2-TZVP")
+        ax.plot(
+            r[order],
+            initial[order],
+            color="0.5",
+            ls="--",
+            label="force field as published",
+        )
+        for group, colour in zip(groups, ("tab:blue", "tab:orange"), strict=False):
+            best = _predictions(group.output / "optimization" / kind / "best")[job_id][
+                1
+            ]
+            ax.plot(r[order], best[order], color=colour, label=f"best, {group.label}")
+        ax.set_xlabel("O-H distance [Å]")
+        ax.set_ylabel("relative energy [kcal/mol]")
+        ax.set_title(title, fontsize=10)
+        ax.grid(True, alpha=0.3)
+    axes[0].legend(fontsize=8)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=130)
+    write_bytes_atomic(path, buf.getvalue())
+    return path
+
+
+def evaluations_to_reach_curve(
+    x: np.ndarray, y: np.ndarray, target: float
+) -> int | None:
+    """The first evaluation of one run whose best loss is at or below ``target``."""
+    hit = np.flatnonzero(y <= target)
+    return int(x[hit[0]]) if hit.size else None
+
+
 def evaluations_to_reach(group: GroupRuns, target: float) -> list[int | None]:
     """Per run, the first evaluation whose best loss is at or below ``target``."""
-    out: list[int | None] = []
-    for x, y in group.curves:
-        hit = np.flatnonzero(y <= target)
-        out.append(int(x[hit[0]]) if hit.size else None)
-    return out
+    return [evaluations_to_reach_curve(x, y, target) for x, y in group.curves]
 
 
 def write_report(out: Path, result, chosen, groups, timings, args) -> Path:
@@ -274,6 +395,19 @@ def write_report(out: Path, result, chosen, groups, timings, args) -> Path:
         median = f"{np.median(done):.0f}" if len(done) > len(hits) / 2 else "-"
         per = ", ".join("-" if h is None else str(h) for h in hits)
         lines.append(f"| {g.label} | {per} | {median} |")
+    lines += [
+        "",
+        "Evaluations until a run's best loss is within 1% of its own final best "
+        "(how fast each run settles):",
+        "",
+        "| group | median | max |",
+        "|---|---:|---:|",
+    ]
+    for g in groups:
+        own = [
+            evaluations_to_reach_curve(x, y, 1.01 * y[-1] + 1e-12) for x, y in g.curves
+        ]
+        lines.append(f"| {g.label} | {np.median(own):.0f} | {max(own)} |")
     lines += ["", "Final training loss of each run:", ""]
     for g in groups:
         lines.append(f"- {g.label}: " + ", ".join(f"{v:.4g}" for v in g.final))
@@ -281,8 +415,10 @@ def write_report(out: Path, result, chosen, groups, timings, args) -> Path:
     lines += [f"| {k} | {v:.1f} |" for k, v in timings.items()]
     lines += [
         "",
-        "Plots: `sensitivity/sensitivity_per_parameter.png`, `sensitivity/sensitivity_summary.png`, "
-        "`convergence.png`.",
+        "Plots: `sensitivity_per_parameter.png`, `sensitivity_summary.png` (HSIC), "
+        "`convergence.png` (best loss vs evaluations of every run), `scans.png` (the scans "
+        "with the best parameters of each group). Full results: `sensitivity/`, "
+        "`optimize_all/`, `optimize_top3/`.",
         "",
     ]
     path = out / "report.md"
