@@ -42,26 +42,32 @@ def reference() -> dict:
     return yaml.safe_load((EXAMPLE / "reference.yaml").read_text())
 
 
-def test_reference_data_is_a_bond_breaking_scan(reference: dict) -> None:
-    oh = reference["scans"]["oh_stretch"]
+def test_reference_data_covers_stretching_and_bond_breaking(reference: dict) -> None:
+    scans = reference["scans"]
+    oh = scans["oh_stretch"]
     r = np.asarray(oh["r_OH1"])
-    assert r.size == 49 and r[0] == 0.8 and r[-1] == 2.5
-    assert np.all(np.diff(r) > 0)
+    assert r.size == 29 and r[0] == 0.8 and r[-1] == 1.5
+    assert np.all(np.diff(r) > 0) and set(oh["reference"]) == {"RKS"}
     rel = np.asarray(oh["relative_energy_ev"]) / KCAL_PER_MOL
     assert 0.93 < r[np.argmin(rel)] < 1.0  # B3LYP r_e of water: 0.96 Å
-    # closed shell near equilibrium, broken-symmetry UKS once the bond breaks
-    assert oh["reference"][np.argmin(rel)] == "RKS"
-    assert oh["reference"][-1] == "UKS" and 0.8 < oh["s_squared"][-1] < 1.1
-    # the bond energy at 2.5 Å: most of the ~120 kcal/mol B3LYP O-H bond energy
-    assert 100 < rel[-1] < 130
-    sym = reference["scans"]["symmetric_stretch"]
+    # closed shell at equilibrium, broken-symmetry UKS once the bond breaks
+    off = scans["oh_dissociation"]
+    assert off["r_OH1"][0] == 0.9572 and off["r_OH1"][-1] == 2.5
+    assert off["reference"][0] == "RKS" and off["reference"][-1] == "UKS"
+    assert 0.8 < off["s_squared"][-1] < 1.1
+    e = np.asarray(off["energy_ev"]) / KCAL_PER_MOL
+    assert 110 < e[-1] - e[0] < 125  # most of the ~120 kcal/mol B3LYP O-H bond energy
+    # the equilibrium geometry lies at the bottom of the training scan
+    e_min = min(oh["energy_ev"]) / KCAL_PER_MOL
+    assert abs(e[0] - e_min) < 0.1  # kcal/mol: 0.9572 Å lies between grid points
+    sym = scans["symmetric_stretch"]
     assert len(sym["r_OH1"]) == 9 and sym["r_OH1"] == sym["r_OH2"]
     assert set(sym["reference"]) == {"RKS"}
 
 
 def test_inputs_agree_with_reference_data(reference: dict) -> None:
     jobs = read_job_collection(EXAMPLE / "job_collection.yaml")
-    assert [j.id for j in jobs] == ["oh_stretch", "symmetric_stretch"]
+    assert [j.id for j in jobs] == ["oh_stretch", "oh_dissociation", "symmetric_stretch"]
     for job in jobs:
         scan = reference["scans"][job.id]
         assert job.task.relaxed is False
@@ -70,17 +76,22 @@ def test_inputs_agree_with_reference_data(reference: dict) -> None:
         assert np.linalg.norm(positions[1] - positions[0]) == pytest.approx(0.9572)
         cos = np.dot(positions[1], positions[2]) / 0.9572**2
         assert math.degrees(math.acos(cos)) == pytest.approx(104.52)
-    for name, job_id in (
-        ("training_set", "oh_stretch"),
-        ("validation_set", "symmetric_stretch"),
-    ):
-        (entry,) = list(DataSet.load(EXAMPLE / f"{name}.yaml"))
-        assert entry.expression == f"pes('{job_id}')"
-        want = (
-            np.asarray(reference["scans"][job_id]["relative_energy_ev"]) / KCAL_PER_MOL
-        )
-        np.testing.assert_allclose(entry.reference, want, rtol=1e-12)
-        assert entry.sigma == 1.0 and entry.unit.label == "kcal/mol"
+    expected = {
+        "training_set": {"pes('oh_stretch')": ("oh_stretch", "min")},
+        "validation_set": {
+            "pes('symmetric_stretch')": ("symmetric_stretch", "min"),
+            "pes('oh_dissociation', relative_to='first')": ("oh_dissociation", "first"),
+        },
+    }
+    for name, entries in expected.items():
+        data = DataSet.load(EXAMPLE / f"{name}.yaml")
+        assert [e.expression for e in data] == list(entries)
+        for entry in data:
+            job_id, relative_to = entries[entry.expression]
+            e = np.asarray(reference["scans"][job_id]["energy_ev"])
+            e = e - (e.min() if relative_to == "min" else e[0])
+            np.testing.assert_allclose(entry.reference, e / KCAL_PER_MOL, atol=1e-9)
+            assert entry.sigma == 1.0 and entry.unit.label == "kcal/mol"
     interface = ParameterInterface.load(EXAMPLE / "parameter_interface.yaml")
     active = [p for p in interface if p.is_active]
     assert sorted(p.name for p in active) == sorted(
@@ -105,12 +116,11 @@ def test_ffield_is_the_h_o_part_of_the_water_force_field(shared_data: Path) -> N
 def test_reference_energies_are_reproduced_by_pyscf(reference: dict) -> None:
     pytest.importorskip("pyscf")
     gen = _module("generate_reference")
-    oh = reference["scans"]["oh_stretch"]
-    for k in (6, 40):  # 0.95 Å (RKS) and 2.1 Å (broken-symmetry UKS)
-        r = oh["r_OH1"][k]
-        energy, kind, _ = gen.dft_energy(gen.water(r, gen.R_EQ))
-        assert kind == oh["reference"][k]
-        assert energy == pytest.approx(oh["energy_hartree"][k], abs=2e-7)
+    for job_id, k in (("oh_stretch", 6), ("oh_dissociation", 12)):  # 0.95 Å, 2.1 Å
+        scan = reference["scans"][job_id]
+        energy, kind, _ = gen.dft_energy(gen.water(scan["r_OH1"][k], gen.R_EQ))
+        assert kind == scan["reference"][k]  # RKS, then broken-symmetry UKS
+        assert energy == pytest.approx(scan["energy_hartree"][k], abs=2e-7)
 
 
 @pytest.mark.slow

@@ -174,12 +174,69 @@ def main(argv: list[str] | None = None) -> int:
         )
         timings[f"CMA-ES, {label}"] = seconds
 
+    at_best = evaluate_best_points(groups)
+
     # ---- 5: plots and report ---------------------------------------------------------------
     plot_convergence(groups, out / "convergence.png")
-    plot_scans(groups, out / "scans.png")
-    report = write_report(out, result, chosen, groups, timings, args)
+    plot_scans(at_best, out / "scans.png")
+    report = write_report(out, result, chosen, groups, timings, args, at_best)
     console.print(f"report: {report}")
     return 0
+
+
+@dataclass
+class PointResult:
+    """Losses and scan predictions of one parameter vector."""
+
+    losses: dict[str, float]  # training, validation and each validation entry (SSE)
+    scans: dict[str, tuple[np.ndarray, np.ndarray]]  # job id -> (reference, prediction)
+
+
+def evaluate_best_points(groups: list[GroupRuns]) -> dict[str, PointResult]:
+    """The force field's values and each group's best training point on the training
+    and the validation set (losses, per-entry validation losses, scan predictions)."""
+    from parafit.config import load_config
+    from parafit.parameters import ParameterInterface
+    from parafit.tasks._setup import build_problem
+
+    problem = build_problem(load_config(HERE / "optimize.yaml"))
+    objective, interface = problem.objective, problem.interface
+    points = {"force field as published": interface.values}
+    for g in groups:
+        best = g.output / "optimization" / "training_set_results" / "best"
+        points[f"best, {g.label}"] = ParameterInterface.load(
+            best / "parameter_interface.yaml"
+        ).values
+    active = [interface.names.index(n) for n in interface.active_names]
+    out = {}
+    for label, values in points.items():
+        x = interface.to_scaled(np.asarray(values)[active])
+        ev = objective.evaluate(x[None], validation=True, details="all")
+        losses = {
+            "training": float(ev.training.loss[0]),
+            "validation": float(ev.validation.loss[0]),
+        }
+        scans = {}
+        for kind, data in (
+            ("training", objective.training),
+            ("validation", objective.validation),
+        ):
+            result = getattr(ev, kind)
+            starts = list(data.entry_start[1:])
+            pieces = zip(
+                data.expressions,
+                np.split(data.reference, starts),
+                np.split(result.predictions[0], starts),
+                np.split(result.residuals[0], starts),
+                strict=True,
+            )
+            for expression, reference, prediction, residual in pieces:
+                job_id = expression.split("'")[1]
+                scans[job_id] = (reference, prediction)
+                if kind == "validation":
+                    losses[job_id] = float(np.sum(residual**2))
+        out[label] = PointResult(losses, scans)
+    return out
 
 
 class _LastEvent:
@@ -251,25 +308,9 @@ def plot_convergence(groups: list[GroupRuns], path: Path) -> Path:
     return path
 
 
-def _predictions(snapshot: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Job id -> (reference, prediction) of each entry of a snapshot's predictions file."""
-    import yaml
-
-    text = (snapshot / "data_set_predictions.yaml").read_text()
-    out = {}
-    for doc in yaml.safe_load_all(text):
-        if doc and "Expression" in doc:
-            job_id = doc["Expression"].split("'")[1]
-            out[job_id] = (
-                np.asarray(doc["ReferenceValue"], float),
-                np.asarray(doc["Prediction"], float),
-            )
-    return out
-
-
-def plot_scans(groups: list[GroupRuns], path: Path) -> Path:
-    """The three scans: DFT, the force field's values, and each group's best parameters
-    (best training loss for the training scan, best validation loss for the others)."""
+def plot_scans(points: dict[str, PointResult], path: Path) -> Path:
+    """The three scans: DFT, the force field's values and each group's best training
+    point (the same parameters in all three panels)."""
     import io
 
     import yaml
@@ -279,35 +320,33 @@ def plot_scans(groups: list[GroupRuns], path: Path) -> Path:
 
     scans = yaml.safe_load((HERE / "reference.yaml").read_text())["scans"]
     panels = (
-        ("training_set_results", "oh_stretch", "training: one O-H stretched"),
-        ("validation_set_results", "oh_dissociation", "validation: O-H bond breaking"),
-        (
-            "validation_set_results",
-            "symmetric_stretch",
-            "validation: both O-H stretched",
-        ),
+        ("oh_stretch", "training: one O-H stretched"),
+        ("oh_dissociation", "validation: O-H bond breaking"),
+        ("symmetric_stretch", "validation: both O-H stretched"),
     )
+    styles = {
+        "force field as published": {"color": "0.45", "ls": "--"},
+    }
+    colours = iter(("tab:blue", "tab:orange", "tab:green"))
     fig = Figure(figsize=(14.0, 4.2), layout="constrained")
     axes = fig.subplots(1, len(panels))
-    for ax, (kind, job_id, title) in zip(axes, panels, strict=True):
+    for ax, (job_id, title) in zip(axes, panels, strict=True):
         r = np.asarray(scans[job_id]["r_OH1"])
-        order = np.argsort(r)
-        ref, initial = _predictions(
-            groups[0].output / "optimization" / kind / "initial"
-        )[job_id]
-        ax.plot(r[order], ref[order], "ko", ms=4, label="B3LYP/def2-TZVP")
-        ax.plot(
-            r[order],
-            initial[order],
-            color="0.5",
-            ls="--",
-            label="force field as published",
-        )
-        for group, colour in zip(groups, ("tab:blue", "tab:orange"), strict=False):
-            best = _predictions(group.output / "optimization" / kind / "best")[job_id][
-                1
-            ]
-            ax.plot(r[order], best[order], color=colour, label=f"best, {group.label}")
+        reference = next(iter(points.values())).scans[job_id][0]
+        ax.plot(r, reference, "ko", ms=4, label="B3LYP/def2-TZVP", zorder=3)
+        for label, point in points.items():
+            if label not in styles:
+                styles[label] = {"color": next(colours), "ls": "-"}
+            style = styles[label]
+            ax.plot(
+                r,
+                point.scans[job_id][1],
+                marker=".",
+                ms=3,
+                lw=1.3,
+                label=label,
+                **style,
+            )
         ax.set_xlabel("O-H distance [Å]")
         ax.set_ylabel("relative energy [kcal/mol]")
         ax.set_title(title, fontsize=10)
@@ -332,7 +371,7 @@ def evaluations_to_reach(group: GroupRuns, target: float) -> list[int | None]:
     return [evaluations_to_reach_curve(x, y, target) for x, y in group.curves]
 
 
-def write_report(out: Path, result, chosen, groups, timings, args) -> Path:
+def write_report(out: Path, result, chosen, groups, timings, args, at_best) -> Path:
     """``report.md``: settings, ranked table with the tutorial's values, final losses."""
     from parafit._atomic import write_text_atomic
 
@@ -408,6 +447,21 @@ def write_report(out: Path, result, chosen, groups, timings, args) -> Path:
             evaluations_to_reach_curve(x, y, 1.01 * y[-1] + 1e-12) for x, y in g.curves
         ]
         lines.append(f"| {g.label} | {np.median(own):.0f} | {max(own)} |")
+    columns = list(next(iter(at_best.values())).losses)
+    lines += [
+        "",
+        "Losses (SSE) at the force field's values and at each group's best training point; "
+        "the validation loss and its two entries:",
+        "",
+        "| parameters | " + " | ".join(columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
+    for label, point in at_best.items():
+        lines.append(
+            f"| {label} | "
+            + " | ".join(f"{point.losses[c]:.4g}" for c in columns)
+            + " |"
+        )
     lines += ["", "Final training loss of each run:", ""]
     for g in groups:
         lines.append(f"- {g.label}: " + ", ".join(f"{v:.4g}" for v in g.final))

@@ -277,9 +277,17 @@ class _Bucket:
     charged: bool = True  # False: every job neutral with one atom type (charges 0)
 
     def pad(self) -> None:
-        """(Re)compute padded sizes and the stacked input arrays."""
-        raw = [topology_sizes(p.lists.topology) for p in self.plans]
-        self.n_atoms = round_size(max(len(p.job.atoms) for p in self.plans))
+        """(Re)compute padded sizes and the stacked input arrays.
+
+        The structure axis is padded too (with copies of the first structure, whose
+        results are ignored) to a round size, so that buckets of about the same size,
+        e.g. a training and a validation set, share one compiled shape.
+        """
+        plans = self.plans + [self.plans[0]] * (
+            round_size(len(self.plans)) - len(self.plans)
+        )
+        raw = [topology_sizes(p.lists.topology) for p in plans]
+        self.n_atoms = round_size(max(len(p.job.atoms) for p in plans))
         self.sizes = ListSizes(
             atoms=self.n_atoms,
             bonds=round_size(max(s.bonds for s in raw)),
@@ -287,18 +295,18 @@ class _Bucket:
             torsions=round_size(max(s.torsions for s in raw)),
             hbonds=round_size(max(s.hbonds for s in raw)),
         )
-        self.n_pairs = round_size(max(p.lists.pairs.i.size for p in self.plans))
+        self.n_pairs = round_size(max(p.lists.pairs.i.size for p in plans))
         n_r = [
             len(p.job.task.restraints)
             if isinstance(p.job.task, GeometryOptimization)
             else 0
-            for p in self.plans
+            for p in plans
         ]
         self.n_restraints = max(1, max(n_r))
         na = self.n_atoms
         types, pos, fixed, charge, tops, pairs, rest = [], [], [], [], [], [], []
         fmax, steps = [], []
-        for p in self.plans:
+        for p in plans:
             n = len(p.job.atoms)
             x = np.zeros((na, 3))
             x[:n] = p.job.atoms.positions
@@ -347,8 +355,8 @@ class _Bucket:
             "restraints": stack(rest),
             "fmax": np.asarray(fmax, float),
             "max_steps": np.asarray(steps, np.int32),
-            "cell": np.stack([np.asarray(p.job.atoms.cell.array) for p in self.plans]),
-            "cell_factor": np.asarray([float(len(p.job.atoms)) for p in self.plans]),
+            "cell": np.stack([np.asarray(p.job.atoms.cell.array) for p in plans]),
+            "cell_factor": np.asarray([float(len(p.job.atoms)) for p in plans]),
             "max_shift": np.asarray(
                 [
                     max(
@@ -357,7 +365,7 @@ class _Bucket:
                             initial=0.0
                         ),
                     )
-                    for p in self.plans
+                    for p in plans
                 ]
             ),
         }
