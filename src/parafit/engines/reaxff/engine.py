@@ -809,7 +809,7 @@ class ReaxFFFn:
                 **({"jacobians": jacobians} if jacobians is not None else {}),
             )
             if redo.size:
-                result = self._redo(job, x, result, redo)
+                result = self._redo(plan, bucket, x, result, redo)
             results[job.id] = result
         return results
 
@@ -833,14 +833,36 @@ class ReaxFFFn:
         return stack_results(per)
 
     def _redo(
-        self, job: Job, x: np.ndarray, result: JobResults, rows: np.ndarray
+        self,
+        plan: _Plan,
+        bucket: _Bucket,
+        x: np.ndarray,
+        result: JobResults,
+        rows: np.ndarray,
     ) -> JobResults:
+        """Recompute the (vector, job) pairs in ``rows`` whose lists were outgrown: in
+        JAX with lists rebuilt for that vector at the geometry reached (see
+        :meth:`_restart`), else exactly through ASE."""
+        job = plan.job
+        redone: dict[int, JobResults] = {}
+        if not bucket.relax_cell:
+            for r in rows:
+                again = self._restart(plan, bucket.kind, x[r], result, int(r))
+                if again is not None:
+                    redone[int(r)] = again
+        exact_rows = [int(r) for r in rows if int(r) not in redone]
         logger.info(
-            "job %r: %d parameter vector(s) outgrew the interaction lists; recomputing them exactly",
+            "job %r: %d parameter vector(s) outgrew the interaction lists; %d continued "
+            "in JAX with new lists, %d recomputed through ASE",
             job.id,
             rows.size,
+            len(redone),
+            len(exact_rows),
         )
-        exact = self._exact(job, x[rows])
+        if exact_rows:
+            exact = self._exact(job, x[exact_rows])
+            for k, r in enumerate(exact_rows):
+                redone[r] = _row(exact, k)
         fields = {}
         for name in (
             "energy",
@@ -856,20 +878,105 @@ class ReaxFFFn:
                 fields[name] = None
                 continue
             arr = np.array(getattr(result, name), copy=True)
-            new = getattr(exact, name)
-            if new is not None:
-                arr[rows] = new
+            for r, new in redone.items():
+                value = getattr(new, name)
+                if value is not None:
+                    arr[r] = value[0]
             fields[name] = arr
         jac = getattr(result, "jacobians", None)
         if jac is not None:
             jac = {k: np.array(a, copy=True) for k, a in jac.items()}
             for a in jac.values():
-                a[rows] = np.nan  # not differentiable through the ASE path
+                a[rows] = np.nan  # the objective takes these by finite differences
         return JobResults(
             pbc=result.pbc,
             **fields,
             **({"jacobians": jac} if jac is not None else {}),
         )
+
+    def _restart(
+        self, plan: _Plan, kind: str, xv: np.ndarray, result: JobResults, row: int
+    ) -> JobResults | None:
+        """Continue one (vector, job) in JAX from the geometry it reached, with lists
+        rebuilt there for this vector's parameters; up to ``engine.max_restarts``
+        times (a relaxation keeps its remaining steps; FIRE and LBFGS restart their
+        state). None when it still outgrows its lists (then ASE takes over)."""
+        if not np.all(np.isfinite(xv)) or not np.all(np.isfinite(result.positions[row])):
+            return None
+        job, task = plan.job, plan.job.task
+        relaxes = isinstance(task, GeometryOptimization)
+        n = len(job.atoms)
+        positions = np.array(result.positions[row], copy=True)
+        used = int(result.n_steps[row]) if result.n_steps is not None else 0
+        tables = self.model.tables(jnp.asarray(xv))
+        for _ in range(self.engine.max_restarts):
+            remaining = task.max_iterations - used if relaxes else 0
+            if relaxes and remaining <= 0:
+                return None
+            atoms = job.atoms.copy()
+            atoms.set_constraint()
+            atoms.positions = positions
+            new_task = (
+                dataclasses.replace(task, max_iterations=remaining) if relaxes else task
+            )
+            new_job = Job(job.id, atoms, new_task, metadata=job.metadata)
+            lists = structure_lists(
+                self.model,
+                positions,
+                atoms.cell.array,
+                atoms.pbc,
+                plan.types,
+                tables=(tables,),
+                skin=self.engine.skin if relaxes else 0.0,
+                margin=self.engine.list_margin,
+            )
+            single = _Bucket(
+                kind=kind,
+                plans=[_Plan(new_job, plan.types, lists, plan.charge, plan.fixed)],
+            )
+            single.pad()
+            try:
+                v = self._values_fn(single)(jnp.asarray(xv[None]), single.arrays)
+            except Exception as err:  # noqa: BLE001 - never raise for a bad vector
+                logger.warning("job %r: restart in JAX failed: %s", job.id, err)
+                return None
+            v = {k: np.asarray(a)[0, 0] for k, a in v.items()}
+            used += int(v["n_steps"])
+            positions = v["positions"][:n]
+            if bool(v["overflow"]):
+                continue
+            status = 0
+            if relaxes and not bool(v["converged"]):
+                status |= int(Status.GEOOPT_NOT_CONVERGED)
+                if not task.pretend_converged:
+                    status |= int(Status.FAILED)
+            forces = v["forces"][:n]
+            if not (np.isfinite(v["energy"]) and np.all(np.isfinite(forces))):
+                status |= int(Status.FAILED)
+            return JobResults(
+                energy=np.array([v["energy"]]),
+                positions=positions[None],
+                cell=v["cell"][None],
+                pbc=np.asarray(job.atoms.pbc, bool),
+                status=np.array([status], np.int64),
+                forces=forces[None],
+                stress=v["stress"][None] if has_stress(job.atoms) else None,
+                charges=v["charges"][:n][None],
+                n_steps=np.array([used], np.int64),
+            )
+        return None
+
+
+def _row(results: JobResults, k: int) -> JobResults:
+    """Vector ``k`` of ``results`` as a one-vector JobResults."""
+    fields = {}
+    for f in dataclasses.fields(results):
+        value = getattr(results, f.name)
+        if f.name in ("pbc", "jacobians") or value is None:
+            fields[f.name] = value if f.name == "pbc" else None
+        else:
+            fields[f.name] = np.asarray(value)[k : k + 1]
+    return JobResults(**fields)
 
 
 @final
@@ -886,6 +993,9 @@ class ReaxFFEngine:
         max_chunk: most parameter vectors per compiled call (default 64); batches
             are cut into chunks padded to powers of two, so a bucket compiles for at
             most log2(max_chunk) + 1 batch sizes.
+        max_restarts: a (vector, job) that outgrows its lists is continued in JAX
+            from the geometry it reached, with lists rebuilt for that vector, up to
+            this many times (default 3; 0: straight to the exact ASE path).
 
     Energies in eV, forces in eV/Å, charges in e; LAMMPS's conventions and constants
     (see ``docs/reaxff.md``).
@@ -901,6 +1011,7 @@ class ReaxFFEngine:
         skin: float = 1.0,
         list_margin: float = 0.1,
         max_chunk: int = 64,
+        max_restarts: int = 3,
         ffield_text: str | None = None,
     ) -> None:
         if ffield_text is not None:
@@ -921,6 +1032,9 @@ class ReaxFFEngine:
         self.skin = float(skin)
         self.list_margin = float(list_margin)
         self.max_chunk = int(max_chunk)
+        if int(max_restarts) < 0:
+            raise EngineError(f"max_restarts must be >= 0; got {max_restarts!r}.")
+        self.max_restarts = int(max_restarts)
 
     def default_interface(self) -> ParameterInterface:
         return interface_from_ffield(self.forcefield)
@@ -934,6 +1048,7 @@ class ReaxFFEngine:
             "skin": self.skin,
             "list_margin": self.list_margin,
             "max_chunk": self.max_chunk,
+            "max_restarts": self.max_restarts,
         }
         if self.path is not None:
             d["ffield"] = str(self.path)

@@ -1,0 +1,53 @@
+"""Relaxations that outgrow their interaction lists continue in JAX with new lists.
+
+A small list skin makes a stretched water molecule move further than half the skin
+while it relaxes; the engine must then rebuild the lists at the geometry reached and go
+on in JAX (not fall back to ASE), and end at the same minimum as the exact ASE path.
+"""
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase import Atoms
+
+from parafit.engines.reaxff.engine import ReaxFFEngine
+from parafit.jobs import GeometryOptimization, Job
+
+FFIELD = Path(__file__).resolve().parents[1] / "examples" / "reaxff_water" / "ffield"
+
+
+def _stretched_water() -> Job:
+    t = np.radians(100.0)
+    atoms = Atoms(
+        "OHH",
+        positions=[[0, 0, 0], [1.35, 0, 0], [1.1 * np.cos(t), 1.1 * np.sin(t), 0]],
+    )
+    return Job("w", atoms, GeometryOptimization(optimizer="fire", fmax=1e-3, max_iterations=400))
+
+
+def test_outgrown_relaxation_continues_in_jax_and_matches_ase(caplog) -> None:
+    job = _stretched_water()
+    restarted = ReaxFFEngine(FFIELD, skin=0.2)
+    iface = restarted.default_interface()
+    x = np.repeat(iface.values[None], 2, axis=0)
+    x[1, iface.names.index("H.O:D_e^sigma")] *= 1.1
+    with caplog.at_level(logging.INFO, logger="parafit.engines.reaxff.engine"):
+        got = restarted.setup([job], iface.names)(x)["w"]
+    assert "2 continued in JAX with new lists, 0 recomputed through ASE" in caplog.text
+    exact = ReaxFFEngine(FFIELD, skin=0.2, max_restarts=0).setup([job], iface.names)(x)["w"]
+    assert got.status.tolist() == exact.status.tolist() == [0, 0]
+    moved = np.linalg.norm(got.positions - job.atoms.positions, axis=2).max()
+    assert moved > 0.1  # more than half the skin: the first pass was flagged
+    np.testing.assert_allclose(got.energy, exact.energy, atol=1e-6)
+    np.testing.assert_allclose(got.positions, exact.positions, atol=2e-3)
+    assert np.abs(got.forces).max() < 1e-3 * 1.01
+    assert np.all(got.n_steps > 0)
+
+
+def test_max_restarts_must_be_non_negative() -> None:
+    from parafit.errors import EngineError
+
+    with pytest.raises(EngineError, match="max_restarts"):
+        ReaxFFEngine(FFIELD, max_restarts=-1)
