@@ -67,7 +67,11 @@ def test_reference_data_covers_stretching_and_bond_breaking(reference: dict) -> 
 
 def test_inputs_agree_with_reference_data(reference: dict) -> None:
     jobs = read_job_collection(EXAMPLE / "job_collection.yaml")
-    assert [j.id for j in jobs] == ["oh_stretch", "oh_dissociation", "symmetric_stretch"]
+    assert [j.id for j in jobs] == [
+        "oh_stretch",
+        "oh_dissociation",
+        "symmetric_stretch",
+    ]
     for job in jobs:
         scan = reference["scans"][job.id]
         assert job.task.relaxed is False

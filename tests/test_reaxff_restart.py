@@ -1,4 +1,4 @@
-"""Relaxations that outgrow their interaction lists continue in JAX with new lists.
+"""Relaxations that outgrow their interaction lists are redone in JAX with new lists.
 
 A small list skin makes a stretched water molecule move further than half the skin
 while it relaxes; the engine must then rebuild the lists at the geometry reached and go
@@ -24,7 +24,11 @@ def _stretched_water() -> Job:
         "OHH",
         positions=[[0, 0, 0], [1.35, 0, 0], [1.1 * np.cos(t), 1.1 * np.sin(t), 0]],
     )
-    return Job("w", atoms, GeometryOptimization(optimizer="fire", fmax=1e-3, max_iterations=400))
+    return Job(
+        "w",
+        atoms,
+        GeometryOptimization(optimizer="fire", fmax=1e-3, max_iterations=400),
+    )
 
 
 def test_outgrown_relaxation_continues_in_jax_and_matches_ase(caplog) -> None:
@@ -35,8 +39,10 @@ def test_outgrown_relaxation_continues_in_jax_and_matches_ase(caplog) -> None:
     x[1, iface.names.index("H.O:D_e^sigma")] *= 1.1
     with caplog.at_level(logging.INFO, logger="parafit.engines.reaxff.engine"):
         got = restarted.setup([job], iface.names)(x)["w"]
-    assert "2 continued in JAX with new lists, 0 recomputed through ASE" in caplog.text
-    exact = ReaxFFEngine(FFIELD, skin=0.2, max_restarts=0).setup([job], iface.names)(x)["w"]
+    assert "2 redone in JAX with new lists, 0 recomputed through ASE" in caplog.text
+    exact = ReaxFFEngine(FFIELD, skin=0.2, max_restarts=0).setup([job], iface.names)(x)[
+        "w"
+    ]
     assert got.status.tolist() == exact.status.tolist() == [0, 0]
     moved = np.linalg.norm(got.positions - job.atoms.positions, axis=2).max()
     assert moved > 0.1  # more than half the skin: the first pass was flagged
@@ -51,3 +57,32 @@ def test_max_restarts_must_be_non_negative() -> None:
 
     with pytest.raises(EngineError, match="max_restarts"):
         ReaxFFEngine(FFIELD, max_restarts=-1)
+
+
+def test_bonds_of_types_without_angle_parameters_never_overflow(shared_data) -> None:
+    """Cobalt's force field has no angle, torsion or H-bond parameters: its bonds have
+    nothing to list, so no parameter vector can make them outgrow the lists."""
+    from ase.build import bulk
+
+    from parafit.engines.reaxff.model import ReaxFFModel, structure_lists
+    from parafit.io.ffield import read_ffield
+
+    cobalt = ReaxFFModel(
+        read_ffield(shared_data / "reaxff-benchmarks" / "cobalt" / "ffield_lit")
+    )
+    assert cobalt.type_in_lists.tolist() == [False]
+    import jax
+
+    atoms = bulk("Co", "hcp", a=2.5, c=4.06).repeat((2, 2, 2))
+    with jax.enable_x64(True):
+        lists = structure_lists(
+            cobalt,
+            atoms.positions,
+            atoms.cell.array,
+            atoms.pbc,
+            np.zeros(len(atoms), np.int32),
+        )
+    top = lists.topology
+    assert top.bond_mask.any() and top.listed[top.bond_mask].all()
+    water = ReaxFFModel(read_ffield(FFIELD))
+    assert water.type_in_lists.tolist() == [True, True]

@@ -86,6 +86,7 @@ logger = logging.getLogger(__name__)
 
 _PROPERTIES = ("forces", "stress", "charges")
 _FAR = 1.0e4  # padding atoms sit this far apart, outside every list
+_MAX_RESTART_SKIN = 8.0  # Å: the largest list skin of a restarted relaxation
 
 
 def _size_class(n_atoms: int) -> int:
@@ -275,6 +276,7 @@ class _Bucket:
     fns: dict[str, Any] = field(default_factory=dict)
     periodic: bool = False
     charged: bool = True  # False: every job neutral with one atom type (charges 0)
+    skin: float = 0.0  # [Å] list skin of the relaxations (moves > skin/2 are flagged)
 
     def pad(self) -> None:
         """(Re)compute padded sizes and the stacked input arrays.
@@ -355,6 +357,7 @@ class _Bucket:
             "restraints": stack(rest),
             "fmax": np.asarray(fmax, float),
             "max_steps": np.asarray(steps, np.int32),
+            "skin": np.full(len(plans), self.skin),
             "cell": np.stack([np.asarray(p.job.atoms.cell.array) for p in plans]),
             "cell_factor": np.asarray([float(len(p.job.atoms)) for p in plans]),
             "max_shift": np.asarray(
@@ -423,7 +426,7 @@ class ReaxFFFn:
                 key = (kind, relax_cell, _size_class(len(job.atoms)))
                 groups.setdefault(key, []).append(plan)
         self.buckets = [
-            _Bucket(kind=kind, plans=plans, relax_cell=cell)
+            _Bucket(kind=kind, plans=plans, relax_cell=cell, skin=engine.skin)
             for (kind, cell, _), plans in sorted(groups.items())
         ]
         for b in self.buckets:
@@ -454,16 +457,14 @@ class ReaxFFFn:
     # -- compiled functions --------------------------------------------------------
 
     def _values_fn(self, bucket: _Bucket) -> Any:
+        """The bucket's compiled values function (shared by buckets of one kind; the
+        list skin a relaxation is checked against is an input, ``arrays["skin"]``)."""
         if "values" in bucket.fns:
             return bucket.fns["values"]
         model, kind = self.model, bucket.kind
-        relax_cell, periodic, skin = (
-            bucket.relax_cell,
-            bucket.periodic,
-            self.engine.skin,
-        )
+        relax_cell, periodic = bucket.relax_cell, bucket.periodic
         charged = bucket.charged
-        shared_key = ("bucket-values", kind, relax_cell, periodic, charged, skin)
+        shared_key = ("bucket-values", kind, relax_cell, periodic, charged)
         if shared_key in model.compiled:
             bucket.fns["values"] = model.compiled[shared_key]
             return bucket.fns["values"]
@@ -554,7 +555,7 @@ class ReaxFFFn:
                 "positions": pos,
                 "coords": pos if coords is None else coords,
                 "cell": cell,
-                "overflow": overflow | (moved > 0.5 * skin),
+                "overflow": overflow | (moved > 0.5 * s["skin"]),
                 "n_steps": n_steps,
                 "converged": converged,
             }
@@ -841,7 +842,7 @@ class ReaxFFFn:
         rows: np.ndarray,
     ) -> JobResults:
         """Recompute the (vector, job) pairs in ``rows`` whose lists were outgrown: in
-        JAX with lists rebuilt for that vector at the geometry reached (see
+        JAX with lists rebuilt for that vector and a larger skin (see
         :meth:`_restart`), else exactly through ASE."""
         job = plan.job
         redone: dict[int, JobResults] = {}
@@ -852,7 +853,7 @@ class ReaxFFFn:
                     redone[int(r)] = again
         exact_rows = [int(r) for r in rows if int(r) not in redone]
         logger.info(
-            "job %r: %d parameter vector(s) outgrew the interaction lists; %d continued "
+            "job %r: %d parameter vector(s) outgrew the interaction lists; %d redone "
             "in JAX with new lists, %d recomputed through ASE",
             job.id,
             rows.size,
@@ -897,53 +898,63 @@ class ReaxFFFn:
     def _restart(
         self, plan: _Plan, kind: str, xv: np.ndarray, result: JobResults, row: int
     ) -> JobResults | None:
-        """Continue one (vector, job) in JAX from the geometry it reached, with lists
-        rebuilt there for this vector's parameters; up to ``engine.max_restarts``
-        times (a relaxation keeps its remaining steps; FIRE and LBFGS restart their
-        state). None when it still outgrows its lists (then ASE takes over)."""
-        if not np.all(np.isfinite(xv)) or not np.all(np.isfinite(result.positions[row])):
+        """Redo one (vector, job) in JAX with lists rebuilt for this vector's
+        parameters and, for a relaxation, a skin larger than the displacement seen
+        (at least twice the previous skin); up to ``engine.max_restarts`` times. The
+        relaxation starts again from the job's geometry, so it takes the same steps as
+        the exact path. None when it still outgrows its lists (then ASE takes over)."""
+        if not np.all(np.isfinite(xv)):
             return None
         job, task = plan.job, plan.job.task
         relaxes = isinstance(task, GeometryOptimization)
         n = len(job.atoms)
-        positions = np.array(result.positions[row], copy=True)
-        used = int(result.n_steps[row]) if result.n_steps is not None else 0
+        start = job.atoms.positions
+        reached = result.positions[row]
+        moved = (
+            float(np.linalg.norm(reached - start, axis=1).max())
+            if np.all(np.isfinite(reached))
+            else 0.0
+        )
+        skin = self.engine.skin
         tables = self.model.tables(jnp.asarray(xv))
         for _ in range(self.engine.max_restarts):
-            remaining = task.max_iterations - used if relaxes else 0
-            if relaxes and remaining <= 0:
-                return None
-            atoms = job.atoms.copy()
-            atoms.set_constraint()
-            atoms.positions = positions
-            new_task = (
-                dataclasses.replace(task, max_iterations=remaining) if relaxes else task
-            )
-            new_job = Job(job.id, atoms, new_task, metadata=job.metadata)
+            if relaxes:  # skins of engine.skin * 2^k: few list shapes to compile
+                skin = max(2.0 * skin, 0.5)  # (a zero engine skin doubles to 0.5 Å)
+                while skin < 2.5 * moved and skin < _MAX_RESTART_SKIN:
+                    skin *= 2.0
+                skin = min(skin, _MAX_RESTART_SKIN)
             lists = structure_lists(
                 self.model,
-                positions,
-                atoms.cell.array,
-                atoms.pbc,
+                start,
+                job.atoms.cell.array,
+                job.atoms.pbc,
                 plan.types,
                 tables=(tables,),
-                skin=self.engine.skin if relaxes else 0.0,
+                skin=skin if relaxes else 0.0,
                 margin=self.engine.list_margin,
+                # bonds that formed on the way are listed too
+                also_at=(reached,)
+                if relaxes and np.all(np.isfinite(reached)) and moved < 0.5 * skin
+                else (),
             )
             single = _Bucket(
                 kind=kind,
-                plans=[_Plan(new_job, plan.types, lists, plan.charge, plan.fixed)],
+                plans=[_Plan(job, plan.types, lists, plan.charge, plan.fixed)],
+                skin=skin,
             )
             single.pad()
+            self._release_compiled_if_needed()
             try:
                 v = self._values_fn(single)(jnp.asarray(xv[None]), single.arrays)
             except Exception as err:  # noqa: BLE001 - never raise for a bad vector
                 logger.warning("job %r: restart in JAX failed: %s", job.id, err)
                 return None
             v = {k: np.asarray(a)[0, 0] for k, a in v.items()}
-            used += int(v["n_steps"])
             positions = v["positions"][:n]
             if bool(v["overflow"]):
+                if np.all(np.isfinite(positions)):
+                    reached = positions
+                    moved = float(np.linalg.norm(positions - start, axis=1).max())
                 continue
             status = 0
             if relaxes and not bool(v["converged"]):
@@ -962,7 +973,7 @@ class ReaxFFFn:
                 forces=forces[None],
                 stress=v["stress"][None] if has_stress(job.atoms) else None,
                 charges=v["charges"][:n][None],
-                n_steps=np.array([used], np.int64),
+                n_steps=np.array([int(v["n_steps"])], np.int64),
             )
         return None
 
@@ -993,8 +1004,8 @@ class ReaxFFEngine:
         max_chunk: most parameter vectors per compiled call (default 64); batches
             are cut into chunks padded to powers of two, so a bucket compiles for at
             most log2(max_chunk) + 1 batch sizes.
-        max_restarts: a (vector, job) that outgrows its lists is continued in JAX
-            from the geometry it reached, with lists rebuilt for that vector, up to
+        max_restarts: a (vector, job) that outgrows its lists is redone in JAX
+            with lists rebuilt for that vector and a larger skin (up to 8 Å), up to
             this many times (default 3; 0: straight to the exact ASE path).
 
     Energies in eV, forces in eV/Å, charges in e; LAMMPS's conventions and constants

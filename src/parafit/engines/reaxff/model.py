@@ -152,6 +152,14 @@ class ReaxFFModel:
             torsion=static.torsion_index >= 0,
             hbond=static.hbond_index >= 0,
         )
+        rules = self.list_rules
+        #: (n_types,) bool: the type takes part in some angle, torsion or H-bond with
+        #: parameters; a bond between two types that do not never needs listing
+        self.type_in_lists = np.zeros(len(self.symbols), bool)
+        for table in (rules.angle, rules.torsion, rules.hbond):
+            for axis in range(table.ndim):
+                others = tuple(a for a in range(table.ndim) if a != axis)
+                self.type_in_lists |= np.asarray(table).any(axis=others)
         self._base_tables: Tables | None = None
         #: compiled functions of this model, shared by its calculators and engines
         self.compiled: dict[Any, Any] = {}
@@ -403,13 +411,17 @@ def structure_lists(
     tables: Sequence[Tables] = (),
     skin: float = 0.0,
     margin: float = 0.1,
+    also_at: Sequence[np.ndarray] = (),
 ) -> StructureLists:
     """Interaction lists of one geometry, good for every parameter set in ``tables``.
 
     A bond gets angles, torsions and H-bonds when its bond order exceeds
     ``margin * 0.001`` for any of ``tables`` (the model's base values if empty), so
     parameter vectors near those stay within the lists; ``skin`` [Å] is added to every
-    cutoff for geometries that will move (relaxations).
+    cutoff for geometries that will move (relaxations). ``also_at``: further
+    geometries (n_atoms, 3) of the same atoms, each within ``skin / 2`` of
+    ``positions``, at which a bond order above the threshold also lists a bond (e.g.
+    where an earlier relaxation went).
     """
     from parafit.engines.reaxff.bonded import THB_CUT
     from parafit.engines.reaxff.nonbonded import make_pair_list
@@ -428,9 +440,14 @@ def structure_lists(
         bonds=bonds,
         skin=skin,
     )
-    listed = np.zeros(bonds[0].size, bool)
+    types = np.asarray(types)
+    # bonds of types without angle/torsion/H-bond parameters have nothing to list
+    listed = ~(
+        model.type_in_lists[types[bonds[0]]] | model.type_in_lists[types[bonds[1]]]
+    )
     for t in tables or (model.base_tables(),):
-        listed |= model.bond_orders(t, types, positions, bare) > margin * THB_CUT
+        for where in (positions, *also_at):
+            listed |= model.bond_orders(t, types, where, bare) > margin * THB_CUT
     top = build_topology(
         positions,
         cell,
