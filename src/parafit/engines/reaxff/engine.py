@@ -847,10 +847,7 @@ class ReaxFFFn:
         job = plan.job
         redone: dict[int, JobResults] = {}
         if not bucket.relax_cell:
-            for r in rows:
-                again = self._restart(plan, bucket.kind, x[r], result, int(r))
-                if again is not None:
-                    redone[int(r)] = again
+            redone.update(self._restart(plan, bucket.kind, x, result, rows))
         exact_rows = [int(r) for r in rows if int(r) not in redone]
         logger.info(
             "job %r: %d parameter vector(s) outgrew the interaction lists; %d redone "
@@ -896,28 +893,43 @@ class ReaxFFFn:
         )
 
     def _restart(
-        self, plan: _Plan, kind: str, xv: np.ndarray, result: JobResults, row: int
-    ) -> JobResults | None:
-        """Redo one (vector, job) in JAX with lists rebuilt for this vector's
-        parameters and, for a relaxation, a skin larger than the displacement seen
-        (at least twice the previous skin); up to ``engine.max_restarts`` times. The
-        relaxation starts again from the job's geometry, so it takes the same steps as
-        the exact path. None when it still outgrows its lists (then ASE takes over)."""
-        if not np.all(np.isfinite(xv)):
-            return None
+        self,
+        plan: _Plan,
+        kind: str,
+        x: np.ndarray,
+        result: JobResults,
+        rows: np.ndarray,
+    ) -> dict[int, JobResults]:
+        """Redo the (vector, job) pairs of one job in ``rows`` in JAX, together: lists
+        rebuilt from the job's geometry for all their parameter vectors, listing the
+        bonds formed where their first pass went, with a relaxation skin of
+        ``engine.skin * 2^k`` larger than the displacement seen; up to
+        ``engine.max_restarts`` times, each time for the pairs still outgrowing their
+        lists. A relaxation starts again from the job's geometry, so it takes the same
+        steps as the exact path. Returns one-vector results by row; rows missing from
+        it go to ASE."""
         job, task = plan.job, plan.job.task
         relaxes = isinstance(task, GeometryOptimization)
         n = len(job.atoms)
         start = job.atoms.positions
-        reached = result.positions[row]
-        moved = (
-            float(np.linalg.norm(reached - start, axis=1).max())
-            if np.all(np.isfinite(reached))
-            else 0.0
-        )
+        todo = [int(r) for r in rows if np.all(np.isfinite(x[r]))]
+        reached = {
+            r: result.positions[r]
+            for r in todo
+            if np.all(np.isfinite(result.positions[r]))
+        }
         skin = self.engine.skin
-        tables = self.model.tables(jnp.asarray(xv))
+        out: dict[int, JobResults] = {}
         for _ in range(self.engine.max_restarts):
+            if not todo:
+                break
+            moved = max(
+                (
+                    float(np.linalg.norm(p - start, axis=1).max())
+                    for p in reached.values()
+                ),
+                default=0.0,
+            )
             if relaxes:  # skins of engine.skin * 2^k: few list shapes to compile
                 skin = max(2.0 * skin, 0.5)  # (a zero engine skin doubles to 0.5 Å)
                 while skin < 2.5 * moved and skin < _MAX_RESTART_SKIN:
@@ -929,13 +941,15 @@ class ReaxFFFn:
                 job.atoms.cell.array,
                 job.atoms.pbc,
                 plan.types,
-                tables=(tables,),
+                tables=tuple(self.model.tables(jnp.asarray(x[r])) for r in todo),
                 skin=skin if relaxes else 0.0,
                 margin=self.engine.list_margin,
                 # bonds that formed on the way are listed too
-                also_at=(reached,)
-                if relaxes and np.all(np.isfinite(reached)) and moved < 0.5 * skin
-                else (),
+                also_at=tuple(
+                    p
+                    for p in reached.values()
+                    if relaxes and np.linalg.norm(p - start, axis=1).max() < 0.5 * skin
+                ),
             )
             single = _Bucket(
                 kind=kind,
@@ -944,38 +958,50 @@ class ReaxFFFn:
             )
             single.pad()
             self._release_compiled_if_needed()
+            values: list[dict[str, np.ndarray]] = []
             try:
-                v = self._values_fn(single)(jnp.asarray(xv[None]), single.arrays)
+                for begin, stop, size in _chunks(len(todo), self.engine.max_chunk):
+                    chunk = x[todo[begin:stop]]
+                    chunk = np.concatenate(
+                        [chunk, np.repeat(chunk[:1], size - len(chunk), 0)]
+                    )
+                    v = self._values_fn(single)(jnp.asarray(chunk), single.arrays)
+                    values.append(
+                        {k: np.asarray(a)[: stop - begin, 0] for k, a in v.items()}
+                    )
             except Exception as err:  # noqa: BLE001 - never raise for a bad vector
                 logger.warning("job %r: restart in JAX failed: %s", job.id, err)
-                return None
-            v = {k: np.asarray(a)[0, 0] for k, a in v.items()}
-            positions = v["positions"][:n]
-            if bool(v["overflow"]):
-                if np.all(np.isfinite(positions)):
-                    reached = positions
-                    moved = float(np.linalg.norm(positions - start, axis=1).max())
-                continue
-            status = 0
-            if relaxes and not bool(v["converged"]):
-                status |= int(Status.GEOOPT_NOT_CONVERGED)
-                if not task.pretend_converged:
+                break
+            v = {k: np.concatenate([c[k] for c in values]) for k in values[0]}
+            still = []
+            for k, r in enumerate(todo):
+                positions = v["positions"][k, :n]
+                if bool(v["overflow"][k]):
+                    still.append(r)
+                    if np.all(np.isfinite(positions)):
+                        reached[r] = positions
+                    continue
+                status = 0
+                if relaxes and not bool(v["converged"][k]):
+                    status |= int(Status.GEOOPT_NOT_CONVERGED)
+                    if not task.pretend_converged:
+                        status |= int(Status.FAILED)
+                forces = v["forces"][k, :n]
+                if not (np.isfinite(v["energy"][k]) and np.all(np.isfinite(forces))):
                     status |= int(Status.FAILED)
-            forces = v["forces"][:n]
-            if not (np.isfinite(v["energy"]) and np.all(np.isfinite(forces))):
-                status |= int(Status.FAILED)
-            return JobResults(
-                energy=np.array([v["energy"]]),
-                positions=positions[None],
-                cell=v["cell"][None],
-                pbc=np.asarray(job.atoms.pbc, bool),
-                status=np.array([status], np.int64),
-                forces=forces[None],
-                stress=v["stress"][None] if has_stress(job.atoms) else None,
-                charges=v["charges"][:n][None],
-                n_steps=np.array([int(v["n_steps"])], np.int64),
-            )
-        return None
+                out[r] = JobResults(
+                    energy=np.array([v["energy"][k]]),
+                    positions=positions[None],
+                    cell=v["cell"][k][None],
+                    pbc=np.asarray(job.atoms.pbc, bool),
+                    status=np.array([status], np.int64),
+                    forces=forces[None],
+                    stress=v["stress"][k][None] if has_stress(job.atoms) else None,
+                    charges=v["charges"][k, :n][None],
+                    n_steps=np.array([int(v["n_steps"][k])], np.int64),
+                )
+            todo = still
+        return out
 
 
 def _row(results: JobResults, k: int) -> JobResults:
