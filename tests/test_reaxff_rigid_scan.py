@@ -179,3 +179,40 @@ def test_forces_stay_finite_for_a_positive_p_bo5_at_long_range() -> None:
         up.calc = down.calc = calc
         fd = -(up.get_potential_energy() - down.get_potential_energy()) / (2 * h)
         assert forces[i, k] == pytest.approx(fd, rel=1e-2)
+
+
+def test_energy_only_data_sets_get_the_energy_jacobian_alone() -> None:
+    """A training set that reads only energies (here ``pes`` and ``energy``) of
+    single points gets the cheap energy-only jacobian; the loss gradient still equals
+    central differences of the loss."""
+    from parafit.dataset import DataSet
+    from parafit.jobs import JobCollection
+    from parafit.objective import Objective
+
+    jobs = JobCollection([*_scans()[:2], Job("eq", _water())])
+    engine = ReaxFFEngine(FFIELD)
+    names = ("H.O:D_e^sigma", "H.O:p_bo1", "H.O:p_bo2", "O:chi", "H:eta")
+    iface = engine.default_interface().with_active(names)
+    training = DataSet()
+    training.add_entry("pes('oh')", np.linspace(0.0, 3.0, 9) ** 2, sigma=0.05)
+    training.add_entry("pes('sym')", np.linspace(0.0, 1.0, 5), sigma=0.05)
+    training.add_entry("energy('eq')", -10.5, sigma=0.1)
+    objective = Objective(engine, iface, jobs, training)
+    fn = objective._training_fn
+    assert fn.jacobian_fields == {
+        "oh": frozenset({"scan"}),
+        "sym": frozenset({"scan"}),
+        "eq": frozenset({"energy"}),
+    }
+    assert all(fn._energy_only(b) for b in fn.buckets)
+    raw = fn(iface.values[None], grad_indices=iface.active_indices.tolist())
+    assert set(raw["oh"].jacobians) == {"scan_energies", "energy"}
+    x = np.full((1, len(names)), 0.4)
+    loss, grad = objective.value_and_grad(x)
+    h = 1e-6
+    for k in range(len(names)):
+        up, down = x.copy(), x.copy()
+        up[0, k] += h
+        down[0, k] -= h
+        fd = (objective(up)[0] - objective(down)[0]) / (2 * h)
+        assert grad[0, k] == pytest.approx(fd, rel=1e-5, abs=1e-6 * max(1.0, loss[0]))

@@ -615,6 +615,7 @@ class CompiledDataSet:
         unit_of_entry: display unit of each entry.
         job_ids: the jobs needed, in first-use order.
         needs: JobResults fields read (``energy, forces, ...``).
+        needs_by_job: the same per job id.
 
     Prediction is ``P = A @ F + c`` for the entries that are affine in their calls
     (``A`` sparse, ``F`` the flat values of the unique calls) and the expression tree
@@ -666,6 +667,13 @@ class CompiledDataSet:
         self.needs: frozenset[str] = frozenset().union(
             *(EXTRACTORS.get(c.extractor).needs for c in calls)
         )
+        #: per job, what its extractors read (``energy``, ``forces``, ``scan``, ...)
+        self.needs_by_job: dict[str, frozenset[str]] = {}
+        for c in calls:
+            self.needs_by_job[c.job_id] = (
+                self.needs_by_job.get(c.job_id, frozenset())
+                | EXTRACTORS.get(c.extractor).needs
+            )
 
         # evaluation groups
         batched: dict[tuple[Any, ...], list[int]] = {}

@@ -214,6 +214,9 @@ class Objective:
             if extra_ids
             else None
         )
+        if hasattr(self._training_fn, "jacobian_fields"):
+            # lets the engine skip jacobians nobody reads (e.g. energies only)
+            self._training_fn.jacobian_fields = dict(self.training.needs_by_job)
         self._has_warned_fd = False
 
     @property

@@ -240,8 +240,12 @@ class _RigidScan:
             jac = [p.jacobians for p in points]
             jacobians = {"scan_energies": np.stack([j["energy"] for j in jac], axis=1)}
             for name in ("energy", "forces", "charges"):
-                jacobians[name] = np.stack([j[name] for j in jac], axis=1)[rows, best]
-            jacobians["positions"] = np.zeros_like(jac[0]["positions"])
+                if name in jac[0]:
+                    jacobians[name] = np.stack([j[name] for j in jac], axis=1)[
+                        rows, best
+                    ]
+            if "positions" in jac[0]:
+                jacobians["positions"] = np.zeros_like(jac[0]["positions"])
             for a in jacobians.values():
                 a[failed] = np.nan
         return JobResults(
@@ -393,6 +397,11 @@ class ReaxFFFn:
         self.jobs = list(jobs)
         self._fallback: list[Job] = []
         self._scans: dict[str, _RigidScan] = {}
+        self._scan_of_point: dict[str, str] = {}  # "<scan id>#<k>" -> scan id
+        #: job id -> what the data sets read of it (``energy``, ``forces``, ``scan``,
+        #: ...), set by the objective; a single-point bucket whose jobs are read for
+        #: energies only gets the (much cheaper to compile) energy jacobian alone.
+        self.jacobian_fields: dict[str, frozenset[str]] | None = None
         groups: dict[tuple[str, int], list[_Plan]] = {}
         with jax.enable_x64(True):
             for job in self._expand_rigid_scans(self.jobs):
@@ -452,6 +461,7 @@ class ReaxFFFn:
                 ids.append(point.id)
                 out.append(point)
             self._scans[job.id] = _RigidScan(job, tuple(ids), positions, coordinates)
+            self._scan_of_point.update(dict.fromkeys(ids, job.id))
         return out
 
     # -- compiled functions --------------------------------------------------------
@@ -678,6 +688,57 @@ class ReaxFFFn:
         bucket.fns[key] = model.compiled[shared_key] = jax.jit(batch)
         return bucket.fns[key]
 
+    def _energy_jacobian_fn(
+        self, bucket: _Bucket, grad_indices: tuple[int, ...]
+    ) -> Any:
+        """Jacobian of the energies alone of a single-point bucket [eV per parameter
+        unit], (n_vectors, n_structures, n_grad): forward mode through the tables and
+        the charge solve, no forces (compiles in a fraction of the full jacobian's
+        time)."""
+        key = ("jac-energy", grad_indices)
+        if key in bucket.fns:
+            return bucket.fns[key]
+        model, charged = self.model, bucket.charged
+        shared_key = ("bucket-jac-energy", charged, grad_indices)
+        if shared_key in model.compiled:
+            bucket.fns[key] = model.compiled[shared_key]
+            return bucket.fns[key]
+        idx = jnp.asarray(grad_indices)
+
+        def one(xv: jax.Array, s: dict[str, Any]) -> jax.Array:
+            def energy(sub: jax.Array) -> jax.Array:
+                tables = model.tables(xv.at[idx].set(sub))
+                terms, _, _ = structure_energy(
+                    model,
+                    tables,
+                    s["types"],
+                    s["positions"],
+                    s["top"],
+                    s["pairs"],
+                    s["charge"],
+                    solve_charges=charged,
+                )
+                return total_energy(terms) * KCAL_MOL
+
+            return jax.jacfwd(energy)(xv[idx])
+
+        def batch(x: jax.Array, arrays: dict[str, Any]) -> jax.Array:
+            return jax.vmap(lambda xv: jax.vmap(lambda s: one(xv, s))(arrays))(x)
+
+        bucket.fns[key] = model.compiled[shared_key] = jax.jit(batch)
+        return bucket.fns[key]
+
+    def _energy_only(self, bucket: _Bucket) -> bool:
+        """Whether the data sets read nothing but energies of this single-point bucket."""
+        if bucket.kind != "sp" or self.jacobian_fields is None:
+            return False
+        for plan in bucket.plans:
+            job_id = self._scan_of_point.get(plan.job.id, plan.job.id)
+            needs = self.jacobian_fields.get(job_id)
+            if needs is None or not needs <= {"energy", "scan"}:
+                return False
+        return True
+
     # -- evaluation ----------------------------------------------------------------
 
     def __call__(
@@ -718,6 +779,7 @@ class ReaxFFFn:
         finite = np.all(np.isfinite(x), axis=1)
         xs = np.where(finite[:, None], x, self.model.base_vector[None, :])
         want_jac = grad_indices is not None and len(grad_indices) > 0
+        energy_only = want_jac and self._energy_only(bucket)
         parts: list[dict[str, np.ndarray]] = []
         jparts: list[dict[str, np.ndarray]] = []
         try:
@@ -729,7 +791,15 @@ class ReaxFFFn:
                 v = self._values_fn(bucket)(jnp.asarray(chunk), bucket.arrays)
                 v = {k: np.asarray(a)[: stop - start] for k, a in v.items()}
                 parts.append(v)
-                if want_jac:
+                if want_jac and energy_only:
+                    jfn = self._energy_jacobian_fn(
+                        bucket, tuple(int(i) for i in grad_indices or ())
+                    )
+                    j = {"energy": jfn(jnp.asarray(chunk), bucket.arrays)}
+                    jparts.append(
+                        {k: np.asarray(a)[: stop - start] for k, a in j.items()}
+                    )
+                elif want_jac:
                     jfn = self._jacobian_fn(
                         bucket, tuple(int(i) for i in grad_indices or ())
                     )
@@ -775,10 +845,9 @@ class ReaxFFFn:
             jacobians = None
             if jac is not None:
                 jacobians = {
-                    "energy": jac["energy"][:, s].copy(),
-                    "forces": jac["forces"][:, s, :n].copy(),
-                    "charges": jac["charges"][:, s, :n].copy(),
-                    "positions": jac["positions"][:, s, :n].copy(),
+                    k: (jac[k][:, s] if k == "energy" else jac[k][:, s, :n]).copy()
+                    for k in ("energy", "forces", "charges", "positions")
+                    if k in jac
                 }
             failed = (status & int(Status.FAILED)) != 0
             if jacobians is not None:
