@@ -1070,6 +1070,7 @@ class ReaxFFFn:
                     n_steps=np.array([int(v["n_steps"][k])], np.int64),
                 )
             todo = still
+            reached = {r: reached[r] for r in still if r in reached}
         return out
 
 
