@@ -474,10 +474,6 @@ class ReaxFFFn:
         model, kind = self.model, bucket.kind
         relax_cell, periodic = bucket.relax_cell, bucket.periodic
         charged = bucket.charged
-        shared_key = ("bucket-values", kind, relax_cell, periodic, charged)
-        if shared_key in model.compiled:
-            bucket.fns["values"] = model.compiled[shared_key]
-            return bucket.fns["values"]
 
         def one(tables: Tables, s: dict[str, Any]) -> dict[str, jax.Array]:
             n = s["positions"].shape[0]
@@ -577,8 +573,8 @@ class ReaxFFFn:
 
             return jax.vmap(per_vector)(x)
 
-        bucket.fns["values"] = model.compiled[shared_key] = jax.jit(batch)
-        return bucket.fns["values"]
+        shared_key = ("bucket-values", kind, relax_cell, periodic, charged)
+        return self._share(bucket, "values", shared_key, batch)
 
     def _jacobian_fn(self, bucket: _Bucket, grad_indices: tuple[int, ...]) -> Any:
         key = ("jac", grad_indices)
@@ -586,10 +582,6 @@ class ReaxFFFn:
             return bucket.fns[key]
         model, relaxes, relax_cell = self.model, bucket.kind != "sp", bucket.relax_cell
         charged = bucket.charged
-        shared_key = ("bucket-jac", relaxes, relax_cell, charged, grad_indices)
-        if shared_key in model.compiled:
-            bucket.fns[key] = model.compiled[shared_key]
-            return bucket.fns[key]
         idx = jnp.asarray(grad_indices)
 
         def one(
@@ -685,8 +677,8 @@ class ReaxFFFn:
                 lambda xv, c: jax.vmap(lambda s, cs: one(xv, s, cs))(arrays, c)
             )(x, coords)
 
-        bucket.fns[key] = model.compiled[shared_key] = jax.jit(batch)
-        return bucket.fns[key]
+        shared_key = ("bucket-jac", relaxes, relax_cell, charged, grad_indices)
+        return self._share(bucket, key, shared_key, batch)
 
     def _energy_jacobian_fn(
         self, bucket: _Bucket, grad_indices: tuple[int, ...]
@@ -699,10 +691,6 @@ class ReaxFFFn:
         if key in bucket.fns:
             return bucket.fns[key]
         model, charged = self.model, bucket.charged
-        shared_key = ("bucket-jac-energy", charged, grad_indices)
-        if shared_key in model.compiled:
-            bucket.fns[key] = model.compiled[shared_key]
-            return bucket.fns[key]
         idx = jnp.asarray(grad_indices)
 
         def one(xv: jax.Array, s: dict[str, Any]) -> jax.Array:
@@ -725,8 +713,20 @@ class ReaxFFFn:
         def batch(x: jax.Array, arrays: dict[str, Any]) -> jax.Array:
             return jax.vmap(lambda xv: jax.vmap(lambda s: one(xv, s))(arrays))(x)
 
-        bucket.fns[key] = model.compiled[shared_key] = jax.jit(batch)
-        return bucket.fns[key]
+        shared_key = ("bucket-jac-energy", charged, grad_indices)
+        return self._share(bucket, key, shared_key, batch)
+
+    def _share(
+        self, bucket: _Bucket, key: Any, shared_key: tuple[Any, ...], batch: Any
+    ) -> Any:
+        """``jax.jit(batch)`` kept in the bucket under ``key`` and in the model under
+        ``shared_key`` (what the function depends on besides input shapes), so that
+        buckets of other engines of the same model reuse its traces and compilations."""
+        fn = self.model.compiled.get(shared_key)
+        if fn is None:
+            fn = self.model.compiled[shared_key] = jax.jit(batch)
+        bucket.fns[key] = fn
+        return fn
 
     def _energy_only(self, bucket: _Bucket) -> bool:
         """Whether the data sets read nothing but energies of this single-point bucket."""
@@ -791,7 +791,7 @@ class ReaxFFFn:
                 v = self._values_fn(bucket)(jnp.asarray(chunk), bucket.arrays)
                 v = {k: np.asarray(a)[: stop - start] for k, a in v.items()}
                 parts.append(v)
-                if want_jac and energy_only:
+                if energy_only:
                     jfn = self._energy_jacobian_fn(
                         bucket, tuple(int(i) for i in grad_indices or ())
                     )
@@ -824,23 +824,14 @@ class ReaxFFFn:
         for s, plan in enumerate(bucket.plans):
             job = plan.job
             n = len(job.atoms)
-            status = np.zeros(len(x), dtype=np.int64)
             energy = v["energy"][:, s].copy()
             forces = v["forces"][:, s, :n].copy()
             charges = v["charges"][:, s, :n].copy()
             positions = v["positions"][:, s, :n].copy()
             task = job.task
-            if isinstance(task, GeometryOptimization):
-                not_conv = ~v["converged"][:, s]
-                status[not_conv] |= int(Status.GEOOPT_NOT_CONVERGED)
-                if not task.pretend_converged:
-                    status[not_conv] |= int(Status.FAILED)
-            bad = (
-                ~finite
-                | ~np.isfinite(energy)
-                | ~np.all(np.isfinite(forces), axis=(1, 2))
+            status = _status(task, v["converged"][:, s], energy, forces) | np.where(
+                finite, 0, int(Status.FAILED)
             )
-            status[bad] |= int(Status.FAILED)
             redo = np.flatnonzero(v["overflow"][:, s] & finite)
             jacobians = None
             if jac is not None:
@@ -987,6 +978,7 @@ class ReaxFFFn:
             for r in todo
             if np.all(np.isfinite(result.positions[r]))
         }
+        tables = {r: self.model.tables(jnp.asarray(x[r])) for r in todo}
         skin = self.engine.skin
         out: dict[int, JobResults] = {}
         for _ in range(self.engine.max_restarts):
@@ -1010,7 +1002,7 @@ class ReaxFFFn:
                 job.atoms.cell.array,
                 job.atoms.pbc,
                 plan.types,
-                tables=tuple(self.model.tables(jnp.asarray(x[r])) for r in todo),
+                tables=tuple(tables[r] for r in todo),
                 skin=skin if relaxes else 0.0,
                 margin=self.engine.list_margin,
                 # bonds that formed on the way are listed too
@@ -1050,21 +1042,15 @@ class ReaxFFFn:
                     if np.all(np.isfinite(positions)):
                         reached[r] = positions
                     continue
-                status = 0
-                if relaxes and not bool(v["converged"][k]):
-                    status |= int(Status.GEOOPT_NOT_CONVERGED)
-                    if not task.pretend_converged:
-                        status |= int(Status.FAILED)
-                forces = v["forces"][k, :n]
-                if not (np.isfinite(v["energy"][k]) and np.all(np.isfinite(forces))):
-                    status |= int(Status.FAILED)
+                forces = v["forces"][k : k + 1, :n]
+                energy = v["energy"][k : k + 1]
                 out[r] = JobResults(
-                    energy=np.array([v["energy"][k]]),
+                    energy=energy,
                     positions=positions[None],
                     cell=v["cell"][k][None],
                     pbc=np.asarray(job.atoms.pbc, bool),
-                    status=np.array([status], np.int64),
-                    forces=forces[None],
+                    status=_status(task, v["converged"][k : k + 1], energy, forces),
+                    forces=forces,
                     stress=v["stress"][k][None] if has_stress(job.atoms) else None,
                     charges=v["charges"][k, :n][None],
                     n_steps=np.array([int(v["n_steps"][k])], np.int64),
@@ -1072,6 +1058,22 @@ class ReaxFFFn:
             todo = still
             reached = {r: reached[r] for r in still if r in reached}
         return out
+
+
+def _status(
+    task: Any, converged: np.ndarray, energy: np.ndarray, forces: np.ndarray
+) -> np.ndarray:
+    """(n_vectors,) status bits of one job's results: not converged (and failed, unless
+    ``pretend_converged``) for relaxations, failed for non-finite energy or forces."""
+    status = np.zeros(len(energy), dtype=np.int64)
+    if isinstance(task, GeometryOptimization):
+        not_converged = ~np.asarray(converged, bool)
+        status[not_converged] |= int(Status.GEOOPT_NOT_CONVERGED)
+        if not task.pretend_converged:
+            status[not_converged] |= int(Status.FAILED)
+    bad = ~np.isfinite(energy) | ~np.all(np.isfinite(forces), axis=(1, 2))
+    status[bad] |= int(Status.FAILED)
+    return status
 
 
 def _row(results: JobResults, k: int) -> JobResults:
