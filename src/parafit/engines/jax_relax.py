@@ -269,6 +269,8 @@ class RelaxResult:
             restraints, free atoms only) [eV/Å].
         n_steps: () int32, optimizer steps taken (ASE's ``nsteps``).
         converged: () bool, ``max_force < fmax`` with finite values.
+        watched: () bool, ``watch`` was true at some geometry the optimizer
+            evaluated (False without ``watch``).
     """
 
     positions: jax.Array
@@ -277,11 +279,20 @@ class RelaxResult:
     max_force: jax.Array
     n_steps: jax.Array
     converged: jax.Array
+    watched: jax.Array
 
 
 jax.tree_util.register_dataclass(
     RelaxResult,
-    data_fields=["positions", "energy", "forces", "max_force", "n_steps", "converged"],
+    data_fields=[
+        "positions",
+        "energy",
+        "forces",
+        "max_force",
+        "n_steps",
+        "converged",
+        "watched",
+    ],
     meta_fields=[],
 )
 
@@ -294,10 +305,11 @@ class _Carry(NamedTuple):
     forces: jax.Array  # model forces at x [eV/Å]
     max_force: jax.Array
     converged: jax.Array
+    watched: jax.Array  # watch(x) was true at some evaluated geometry
     opt: tuple[jax.Array, ...]
 
 
-_RESULTS = ("x", "k", "done", "energy", "forces", "max_force", "converged")
+_RESULTS = ("x", "k", "done", "energy", "forces", "max_force", "converged", "watched")
 
 # Each method: init(x) -> state; step(state, x, f, k) -> (dx, state), with f the
 # optimizer's forces (n, 3) [eV/Å] (zero on fixed atoms) and k the step index.
@@ -431,6 +443,7 @@ def minimize(
     fire: FireParameters | None = None,
     memory: int = 100,
     alpha: float = 70.0,
+    watch: Callable[[jax.Array], jax.Array] | None = None,
 ) -> RelaxResult:
     """Relax ``positions0`` to a local minimum of ``energy_fn`` (plus ``restraints``).
 
@@ -458,6 +471,9 @@ def minimize(
             ``max_steps`` at most ``max_steps - 1`` pairs are ever stored, and the
             memory is cut to that (same results, less work).
         alpha: initial Hessian guess [eV/Å²] for LBFGS and BFGS (ASE's 70).
+        watch: positions (n_atoms, 3) -> () bool, checked at every geometry whose
+            energy is evaluated; ``RelaxResult.watched`` says whether it was ever
+            true (e.g. an atom pair entering a cutoff its lists do not cover).
 
     Returns:
         RelaxResult (model energy [eV] and forces [eV/Å] at the final geometry,
@@ -536,6 +552,9 @@ def minimize(
 
     def body(c: _Carry) -> _Carry:
         e, f_model, f_opt, finite, max_force = evaluate(c.x)
+        watched = c.watched
+        if watch is not None:
+            watched = watched | jnp.asarray(watch(c.x), bool)
         converged = finite & (max_force < fmax)
         stop = converged | ~finite | (c.k >= max_steps)
         dx, opt = step(c.opt, c.x, f_opt, c.k)
@@ -548,6 +567,7 @@ def minimize(
             forces=f_model,
             max_force=max_force,
             converged=converged,
+            watched=watched,
             opt=opt,  # not needed once stopped: left unmasked (it may be large)
         )
         # a member that had already stopped stays frozen (matters under vmap)
@@ -565,6 +585,7 @@ def minimize(
         forces=jnp.full_like(x0, jnp.nan),
         max_force=nan,
         converged=jnp.bool_(False),
+        watched=jnp.bool_(False),
         opt=init(x0),
     )
     out = jax.lax.while_loop(lambda c: ~c.done, body, carry)
@@ -575,4 +596,5 @@ def minimize(
         max_force=out.max_force,
         n_steps=out.k,
         converged=out.converged,
+        watched=out.watched,
     )

@@ -46,6 +46,7 @@ from parafit.engines.jax_cache import (
     memory_maps_exhausted,
 )
 from parafit.engines.jax_relax import minimize, restraint_arrays, restraint_energy
+from parafit.engines.reaxff.bonded import BOND_CUTOFF, Topology
 from parafit.engines.reaxff.calculator import KCAL_MOL, ReaxFFCalculator
 from parafit.engines.reaxff.model import (
     ReaxFFModel,
@@ -61,12 +62,13 @@ from parafit.engines.reaxff.model import (
     total_energy,
 )
 from parafit.engines.reaxff.names import interface_from_ffield
-from parafit.engines.reaxff.nonbonded import pad_pair_list
+from parafit.engines.reaxff.nonbonded import PairList, pad_pair_list
 from parafit.engines.reaxff.topology import (
     ListSizes,
     pad_topology,
     round_size,
     topology_sizes,
+    watch_list,
 )
 from parafit.engines.relax import (
     failed_job_results,
@@ -87,6 +89,7 @@ logger = logging.getLogger(__name__)
 _PROPERTIES = ("forces", "stress", "charges")
 _FAR = 1.0e4  # padding atoms sit this far apart, outside every list
 _MAX_RESTART_SKIN = 8.0  # Å: the largest list skin of a restarted relaxation
+_MAX_RESTART_WATCH = 24.0  # Å: the largest watch of a restarted relaxation
 
 
 def _size_class(n_atoms: int) -> int:
@@ -159,6 +162,9 @@ class _Plan:
     lists: StructureLists
     charge: float
     fixed: np.ndarray
+    #: H-bonds are possible (donor H and acceptor both present, with parameters):
+    #: a relaxation's H-bond lists then hold while no atom moves > skin / 2
+    hbond_watch: bool = False
 
 
 _MODELS: "OrderedDict[tuple[str, tuple[str, ...]], ReaxFFModel]" = OrderedDict()
@@ -280,7 +286,13 @@ class _Bucket:
     fns: dict[str, Any] = field(default_factory=dict)
     periodic: bool = False
     charged: bool = True  # False: every job neutral with one atom type (charges 0)
-    skin: float = 0.0  # [Å] list skin of the relaxations (moves > skin/2 are flagged)
+    skin: float = 0.0  # [Å] list skin of the relaxations
+    #: [Å] relaxations (atoms only) watch the pairs up to this far beyond the bond and
+    #: non-bonded cutoffs (:func:`watch_list`); moves > watch/2 are flagged
+    watch: float = 0.0
+    r_cut: float = 10.0  # [Å] non-bonded cutoff of the force field
+    #: (n_types,) the model's ``type_in_lists`` (bonds of other types need no angles)
+    type_in_lists: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
 
     def pad(self) -> None:
         """(Re)compute padded sizes and the stacked input arrays.
@@ -310,6 +322,12 @@ class _Bucket:
         ]
         self.n_restraints = max(1, max(n_r))
         na = self.n_atoms
+        # the pairs a relaxation watches, bond and non-bonded; one padding entry
+        # (the last) at least, which unused slots of the extra lists point to
+        bond_watch = [self._watch_list(p, BOND_CUTOFF) for p in plans]
+        pair_watch = [self._watch_list(p, self.r_cut) for p in plans]
+        n_bw = round_size(max(w[0].size for w in bond_watch) + 1)
+        n_pw = round_size(max(w[0].size for w in pair_watch) + 1)
         types, pos, fixed, charge, tops, pairs, rest = [], [], [], [], [], [], []
         fmax, steps = [], []
         for p in plans:
@@ -362,23 +380,78 @@ class _Bucket:
             "fmax": np.asarray(fmax, float),
             "max_steps": np.asarray(steps, np.int32),
             "skin": np.full(len(plans), self.skin),
+            "r_cut": np.full(len(plans), self.r_cut),
+            "watch": np.full(len(plans), max(self.watch, self.skin)),
+            "hbond_watch": np.asarray([p.hbond_watch for p in plans], bool),
+            "watch_bonds": {
+                "i": np.stack([_pad_to(w[0], n_bw) for w in bond_watch]),
+                "j": np.stack([_pad_to(w[1], n_bw) for w in bond_watch]),
+                "shift": np.stack([_pad_to(w[2], n_bw) for w in bond_watch]),
+                "mask": np.stack([_pad_to(w[3] > 0, n_bw) for w in bond_watch]),
+                # bonds of types without angle/torsion/H-bond parameters need no
+                # listing (as in :func:`structure_lists`)
+                "listed": np.stack(
+                    [
+                        _pad_to(
+                            ~(
+                                self.type_in_lists[p.types[w[0]]]
+                                | self.type_in_lists[p.types[w[1]]]
+                            ),
+                            n_bw,
+                        )
+                        for p, w in zip(plans, bond_watch, strict=True)
+                    ]
+                ),
+            },
+            "watch_pairs": {
+                "i": np.stack([_pad_to(w[0], n_pw) for w in pair_watch]),
+                "j": np.stack([_pad_to(w[1], n_pw) for w in pair_watch]),
+                "shift": np.stack([_pad_to(w[2], n_pw) for w in pair_watch]),
+                "mask": np.stack([_pad_to(w[3] > 0, n_pw) for w in pair_watch]),
+            },
             "cell": np.stack([np.asarray(p.job.atoms.cell.array) for p in plans]),
             "cell_factor": np.asarray([float(len(p.job.atoms)) for p in plans]),
+            # [Å] the longest lattice shift in the lists and watched pairs
             "max_shift": np.asarray(
                 [
                     max(
-                        np.linalg.norm(p.lists.pairs.shift, axis=1).max(initial=0.0),
-                        np.linalg.norm(p.lists.topology.bond_shift, axis=1).max(
-                            initial=0.0
-                        ),
+                        np.linalg.norm(a, axis=1).max(initial=0.0)
+                        for a in (
+                            p.lists.pairs.shift,
+                            p.lists.topology.bond_shift,
+                            bw[2],
+                            pw[2],
+                        )
                     )
-                    for p in plans
+                    for p, bw, pw in zip(plans, bond_watch, pair_watch, strict=True)
                 ]
             ),
         }
         self.periodic = any(has_stress(p.job.atoms) for p in self.plans)
         self.charged = any(needs_charges(p.types, p.charge) for p in self.plans)
         self.fns.clear()
+
+    def _watch_list(
+        self, plan: _Plan, cutoff: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The pairs a relaxation of atoms (not of the cell) watches for one cutoff,
+        see :func:`watch_list`; none for single points and cell relaxations."""
+        if self.kind == "sp":
+            return watch_list(np.zeros((0, 3)), None, None, (), 0.0, 0.0)
+        atoms = plan.job.atoms
+        return watch_list(
+            atoms.positions,
+            atoms.cell.array,
+            atoms.pbc,
+            (cutoff,),
+            self.skin,
+            max(self.watch, self.skin),
+        )
+
+
+def _pad_to(a: np.ndarray, n: int) -> np.ndarray:
+    """``a`` padded with zeros along its first axis to ``n`` entries."""
+    return np.concatenate([a, np.zeros((n - a.shape[0], *a.shape[1:]), a.dtype)])
 
 
 class ReaxFFFn:
@@ -431,15 +504,39 @@ class ReaxFFFn:
                         if task.optimizer == "bfgslinesearch"
                         else task.optimizer
                     )
-                plan = _Plan(job, types, lists, _total_charge(job), _fixed(job))
+                plan = _Plan(
+                    job,
+                    types,
+                    lists,
+                    _total_charge(job),
+                    _fixed(job),
+                    self._hbond_watch(types),
+                )
                 key = (kind, relax_cell, _size_class(len(job.atoms)))
                 groups.setdefault(key, []).append(plan)
         self.buckets = [
-            _Bucket(kind=kind, plans=plans, relax_cell=cell, skin=engine.skin)
+            _Bucket(
+                kind=kind,
+                plans=plans,
+                relax_cell=cell,
+                skin=engine.skin,
+                watch=engine.watch,
+                r_cut=self.model.r_cut,
+                type_in_lists=self.model.type_in_lists,
+            )
             for (kind, cell, _), plans in sorted(groups.items())
         ]
         for b in self.buckets:
             b.pad()
+
+    def _hbond_watch(self, types: np.ndarray) -> bool:
+        """Whether a structure of these atom types can have H-bonds at all."""
+        role = np.asarray(self.model.hbond_role)[np.asarray(types)]
+        return bool(
+            np.asarray(self.model.list_rules.hbond).any()
+            and (role == 1).any()
+            and (role == 2).any()
+        )
 
     def _expand_rigid_scans(self, jobs: Sequence[Job]) -> list[Job]:
         """``jobs`` with each rigid PES scan replaced by one single point per scan point."""
@@ -479,9 +576,13 @@ class ReaxFFFn:
             n = s["positions"].shape[0]
             eye = jnp.eye(3, dtype=s["positions"].dtype)
 
-            def energy(x: jax.Array, deformation: jax.Array) -> tuple[jax.Array, Any]:
-                """Energy at Cartesian positions x of the cell deformed by D (3, 3)."""
-                top, pairs = deform_lists(s["top"], s["pairs"], deformation)
+            def energy(
+                x: jax.Array, deformation: jax.Array, lists: Any = None
+            ) -> tuple[jax.Array, Any]:
+                """Energy at Cartesian positions x of the cell deformed by D (3, 3),
+                with the bucket's lists or ``lists`` (top, pairs)."""
+                top, pairs = lists or (s["top"], s["pairs"])
+                top, pairs = deform_lists(top, pairs, deformation)
                 terms, q, overflow = structure_energy(
                     model,
                     tables,
@@ -496,6 +597,8 @@ class ReaxFFFn:
 
             pos, deformation = s["positions"], eye
             coords = None
+            watched = jnp.zeros((), bool)
+            lists = None
             n_steps = jnp.zeros((), jnp.int32)
             converged = jnp.ones((), bool)
             if kind != "sp" and relax_cell:
@@ -506,21 +609,30 @@ class ReaxFFFn:
                     d = jax.scipy.linalg.expm(z[n:] / factor)
                     return z[:n] @ d.T, d
 
+                def cell_energy(z: jax.Array) -> jax.Array:
+                    x, d = unpack(z)
+                    return energy(x, d, _extended_lists(s, x, d)[:2])[0]
+
                 res = minimize(
-                    lambda z: energy(*unpack(z))[0],
+                    cell_energy,
                     jnp.concatenate([pos, jnp.zeros((3, 3), pos.dtype)]),
                     fixed=jnp.concatenate([s["fixed"], jnp.zeros(3, bool)]),
                     fmax=s["fmax"],
                     max_steps=s["max_steps"],
                     method=kind,
                     energy_unit=KCAL_MOL,
+                    watch=lambda z: _extended_lists(s, *unpack(z))[2],
                 )
                 coords = res.positions
                 pos, deformation = unpack(coords)
                 n_steps, converged = res.n_steps, res.converged
+                watched = res.watched
+                lists = _extended_lists(s, pos, deformation)[:2]
             elif kind != "sp":
+                # lists extended at every step by the watched pairs that came
+                # within their cutoff (see _extended_lists)
                 res = minimize(
-                    lambda x: energy(x, eye)[0],
+                    lambda x: energy(x, eye, _extended_lists(s, x)[:2])[0],
                     pos,
                     fixed=s["fixed"],
                     fmax=s["fmax"],
@@ -528,29 +640,25 @@ class ReaxFFFn:
                     method=kind,
                     restraints=s["restraints"],
                     energy_unit=KCAL_MOL,
+                    watch=lambda x: _extended_lists(s, x)[2],
                 )
                 pos, n_steps, converged = res.positions, res.n_steps, res.converged
+                watched = res.watched
+                lists = _extended_lists(s, pos)[:2]
             if periodic:
 
                 def strained(x: jax.Array, strain: jax.Array) -> tuple[jax.Array, Any]:
-                    return energy(x @ strain.T, strain @ deformation)
+                    return energy(x @ strain.T, strain @ deformation, lists)
 
                 (e, (q, overflow)), (grad, d_strain) = jax.value_and_grad(
                     strained, argnums=(0, 1), has_aux=True
                 )(pos, eye)
             else:
                 (e, (q, overflow)), grad = jax.value_and_grad(energy, has_aux=True)(
-                    pos, eye
+                    pos, eye, lists
                 )
                 d_strain = jnp.zeros((3, 3), pos.dtype)
             cell = s["cell"] @ deformation.T
-            moved = jnp.max(
-                jnp.where(
-                    s["top"].atom_mask,
-                    jnp.linalg.norm(pos - s["positions"], axis=1),
-                    0.0,
-                )
-            ) + 0.5 * s["max_shift"] * jnp.linalg.norm(deformation - eye)
             return {
                 "energy": e * KCAL_MOL,
                 "forces": -grad * KCAL_MOL,
@@ -561,7 +669,8 @@ class ReaxFFFn:
                 "positions": pos,
                 "coords": pos if coords is None else coords,
                 "cell": cell,
-                "overflow": overflow | (moved > 0.5 * s["skin"]),
+                # relaxations watch their lists at every step (watched)
+                "overflow": overflow | watched,
                 "n_steps": n_steps,
                 "converged": converged,
             }
@@ -598,9 +707,14 @@ class ReaxFFFn:
                 d = jax.scipy.linalg.expm(z[n:] / s["cell_factor"])
                 return z[:n] @ d.T, d
 
+            if relaxes:  # the lists the relaxation ended with
+                top0, pairs0, _ = _extended_lists(s, *unpack(coords))
+            else:
+                top0, pairs0 = s["top"], s["pairs"]
+
             def charges_and_lists(z: jax.Array, tables: Tables) -> Any:
                 x, d = unpack(z)
-                top, pairs = deform_lists(s["top"], s["pairs"], d)
+                top, pairs = deform_lists(top0, pairs0, d)
                 q = structure_charges(
                     model,
                     tables,
@@ -636,7 +750,7 @@ class ReaxFFFn:
 
                 def e_of(zz: jax.Array) -> jax.Array:
                     x, d = unpack(zz)
-                    top, pairs = deform_lists(s["top"], s["pairs"], d)
+                    top, pairs = deform_lists(top0, pairs0, d)
                     e = energy_at(x, top, pairs, q, tables)
                     if not relax_cell:
                         e = e + restraint_energy(x, s["restraints"]) / KCAL_MOL
@@ -906,8 +1020,9 @@ class ReaxFFFn:
         :meth:`_restart`), else exactly through ASE."""
         job = plan.job
         redone: dict[int, JobResults] = {}
-        if not bucket.relax_cell:
-            redone.update(self._restart(plan, bucket.kind, x, result, rows))
+        redone.update(
+            self._restart(plan, bucket.kind, bucket.relax_cell, x, result, rows)
+        )
         exact_rows = [int(r) for r in rows if int(r) not in redone]
         logger.info(
             "job %r: %d parameter vector(s) outgrew the interaction lists; %d redone "
@@ -956,14 +1071,16 @@ class ReaxFFFn:
         self,
         plan: _Plan,
         kind: str,
+        relax_cell: bool,
         x: np.ndarray,
         result: JobResults,
         rows: np.ndarray,
     ) -> dict[int, JobResults]:
         """Redo the (vector, job) pairs of one job in ``rows`` in JAX, together: lists
         rebuilt from the job's geometry for all their parameter vectors, listing the
-        bonds formed where their first pass went, with a relaxation skin of
-        ``engine.skin * 2^k`` larger than the displacement seen; up to
+        bonds formed where their first pass went, with a relaxation watch (jobs
+        without H-bonds or angle lists) or skin (others) of ``2^k`` times the
+        engine's, larger than the displacement seen; up to
         ``engine.max_restarts`` times, each time for the pairs still outgrowing their
         lists. A relaxation starts again from the job's geometry, so it takes the same
         steps as the exact path. Returns one-vector results by row; rows missing from
@@ -980,6 +1097,11 @@ class ReaxFFFn:
         }
         tables = {r: self.model.tables(jnp.asarray(x[r])) for r in todo}
         skin = self.engine.skin
+        watch = max(self.engine.watch, skin)
+        # without H-bonds or bonds that need angles listed, the lists depend on the
+        # geometry alone: only the watch grows, so a job's restarts keep one list
+        # shape (compiled once per job, reused by later calls)
+        listing = plan.hbond_watch or bool(self.model.type_in_lists[plan.types].any())
         out: dict[int, JobResults] = {}
         for _ in range(self.engine.max_restarts):
             if not todo:
@@ -991,7 +1113,12 @@ class ReaxFFFn:
                 ),
                 default=0.0,
             )
-            if relaxes:  # skins of engine.skin * 2^k: few list shapes to compile
+            if relaxes and not listing:  # watches of watch * 2^k
+                watch = max(2.0 * watch, 0.5)
+                while watch < 2.5 * moved and watch < _MAX_RESTART_WATCH:
+                    watch *= 2.0
+                watch = min(watch, _MAX_RESTART_WATCH)
+            elif relaxes:  # skins of engine.skin * 2^k: few list shapes to compile
                 skin = max(2.0 * skin, 0.5)  # (a zero engine skin doubles to 0.5 Å)
                 while skin < 2.5 * moved and skin < _MAX_RESTART_SKIN:
                     skin *= 2.0
@@ -1014,8 +1141,21 @@ class ReaxFFFn:
             )
             single = _Bucket(
                 kind=kind,
-                plans=[_Plan(job, plan.types, lists, plan.charge, plan.fixed)],
+                plans=[
+                    _Plan(
+                        job,
+                        plan.types,
+                        lists,
+                        plan.charge,
+                        plan.fixed,
+                        plan.hbond_watch,
+                    )
+                ],
+                relax_cell=relax_cell,
                 skin=skin,
+                watch=watch,
+                r_cut=self.model.r_cut,
+                type_in_lists=self.model.type_in_lists,
             )
             single.pad()
             self._release_compiled_if_needed()
@@ -1060,6 +1200,81 @@ class ReaxFFFn:
         return out
 
 
+def _within(
+    x: jax.Array, w: dict[str, jax.Array], cutoff: float
+) -> tuple[jax.Array, jax.Array]:
+    """Indices (capacity,) of the watched pairs ``w`` within ``cutoff`` [Å] at
+    positions ``x`` (unused slots point to the last, padding, entry), and whether
+    there were more than the capacity (1/8 of the watched pairs, at least 4)."""
+    d = x[w["j"]] + w["shift"] - x[w["i"]]
+    inside = w["mask"] & (jnp.sum(d * d, axis=1) <= cutoff * cutoff)
+    n = inside.shape[0]
+    capacity = max(4, n // 8)
+    (index,) = jnp.nonzero(inside, size=capacity, fill_value=n - 1)
+    return index, jnp.sum(inside) > capacity
+
+
+def _extended_lists(
+    s: dict[str, Any], x: jax.Array, deformation: jax.Array | None = None
+) -> tuple[Topology, PairList, Any]:
+    """The lists of one relaxing structure ``s`` (bucket arrays) at positions ``x``
+    (n_atoms, 3) of its cell deformed by ``deformation`` (3, 3; None: not deformed):
+    the start lists plus the watched pairs (:func:`watch_list`) that came within the
+    bond or the non-bonded cutoff (shifts not deformed, as the start lists'), and
+    whether they are outgrown: more such pairs than the extra slots hold, or an atom
+    moved too far from the start (displacement plus half the largest lattice shift
+    times the strain, ``|D - I|``) for the watch (``watch / 2``) or, where H-bonds are
+    possible, for the H-bond lists (``skin / 2``).
+
+    Which pairs are added depends on ``x`` only through integer indices, so the
+    energy at ``x`` with these lists is differentiable as usual."""
+    x = jax.lax.stop_gradient(x)
+    top, pairs = s["top"], s["pairs"]
+    wb, wp = s["watch_bonds"], s["watch_pairs"]
+    strain = jnp.zeros((), x.dtype)
+    if deformation is not None:
+        deformation = jax.lax.stop_gradient(deformation)
+        wb = {**wb, "shift": wb["shift"] @ deformation.T}
+        wp = {**wp, "shift": wp["shift"] @ deformation.T}
+        strain = jnp.linalg.norm(deformation - jnp.eye(3, dtype=x.dtype))
+    ib, b_full = _within(x, wb, BOND_CUTOFF)
+    ip, p_full = _within(x, wp, s["r_cut"])
+    wb, wp = s["watch_bonds"], s["watch_pairs"]
+    b_used, p_used = wb["mask"][ib], wp["mask"][ip]
+    top = dataclasses.replace(
+        top,
+        bond_i=jnp.concatenate([top.bond_i, wb["i"][ib]]),
+        bond_j=jnp.concatenate([top.bond_j, wb["j"][ib]]),
+        bond_shift=jnp.concatenate([top.bond_shift, wb["shift"][ib]]),
+        bond_mask=jnp.concatenate([top.bond_mask, b_used]),
+        listed=jnp.concatenate([top.listed, wb["listed"][ib]]),
+    )
+    far = jnp.zeros_like(wp["shift"][ip]).at[:, 0].set(1.0e3)
+    pairs = PairList(
+        i=jnp.concatenate([pairs.i, wp["i"][ip]]),
+        j=jnp.concatenate([pairs.j, wp["j"][ip]]),
+        shift=jnp.concatenate(
+            [pairs.shift, jnp.where(p_used[:, None], wp["shift"][ip], far)]
+        ),
+        weight=jnp.concatenate([pairs.weight, p_used.astype(pairs.weight.dtype)]),
+    )
+    moved = jnp.sqrt(
+        jnp.max(
+            jnp.where(
+                s["top"].atom_mask, jnp.sum((x - s["positions"]) ** 2, axis=1), 0.0
+            )
+        )
+    )
+    moved = moved + 0.5 * s["max_shift"] * strain
+    outgrown = (
+        b_full
+        | p_full
+        | (moved > 0.5 * s["watch"])
+        | (s["hbond_watch"] & (moved > 0.5 * s["skin"]))
+    )
+    return top, pairs, outgrown
+
+
 def _status(
     task: Any, converged: np.ndarray, energy: np.ndarray, forces: np.ndarray
 ) -> np.ndarray:
@@ -1095,8 +1310,12 @@ class ReaxFFEngine:
     Args:
         ffield: path of the ``ffield`` (or a :class:`~parafit.io.ffield.ForceField`):
             the values of every parameter the interface does not set, and the layout.
-        skin: extra list distance [Å] for geometry optimizations (default 1.0); an
-            atom that moves more than half of it sends that job to the exact path.
+        skin: extra list distance [Å] for geometry optimizations (default 1.0).
+        watch: a relaxation checks at every step the atom pairs up to this far [Å]
+            beyond the bond and non-bonded cutoffs that its lists (built with
+            ``skin``) leave out, and is redone with new lists when one comes within
+            its cutoff or an atom moves more than ``watch / 2`` (default 6.0; with
+            ``watch <= skin``: when an atom moves more than ``skin / 2``).
         list_margin: bonds get angles/torsions/H-bonds above ``list_margin * 0.001``
             bond order at the force field's values (default 0.1).
         max_chunk: most parameter vectors per compiled call (default 64); batches
@@ -1118,6 +1337,7 @@ class ReaxFFEngine:
         ffield: str | Path | ForceField,
         *,
         skin: float = 1.0,
+        watch: float = 6.0,
         list_margin: float = 0.1,
         max_chunk: int = 64,
         max_restarts: int = 3,
@@ -1138,7 +1358,10 @@ class ReaxFFEngine:
             raise EngineError(f"list_margin must be in (0, 1]; got {list_margin!r}.")
         if int(max_chunk) < 1:
             raise EngineError(f"max_chunk must be >= 1; got {max_chunk!r}.")
+        if not (math.isfinite(watch) and watch >= 0):
+            raise EngineError(f"watch must be >= 0 [Å]; got {watch!r}.")
         self.skin = float(skin)
+        self.watch = float(watch)
         self.list_margin = float(list_margin)
         self.max_chunk = int(max_chunk)
         if int(max_restarts) < 0:
@@ -1155,6 +1378,7 @@ class ReaxFFEngine:
         d: dict[str, object] = {
             "type": "reaxff",
             "skin": self.skin,
+            "watch": self.watch,
             "list_margin": self.list_margin,
             "max_chunk": self.max_chunk,
             "max_restarts": self.max_restarts,

@@ -26,6 +26,7 @@ __all__ = [
     "pairs_within",
     "round_size",
     "topology_sizes",
+    "watch_list",
 ]
 
 
@@ -335,3 +336,56 @@ def round_size(n: int) -> int:
         if size >= n:
             return size
     return 2 ** (k + 1)
+
+
+def watch_list(
+    positions: np.ndarray,
+    cell: np.ndarray | None,
+    pbc: np.ndarray | None,
+    cutoffs: tuple[float, ...],
+    skin: float,
+    reach: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs a relaxation watches so that lists built with ``skin`` stay exact.
+
+    A list of the pairs within ``c + skin`` of a start geometry misses a pair only
+    if that pair comes within ``c`` from farther away. While no atom has moved more
+    than ``reach / 2`` from the start, such a pair was within ``c + reach`` at the
+    start; so the lists are exact as long as none of the returned pairs (start
+    distance in ``(c + skin, c + reach]``) is within its cutoff ``c``. This is an
+    exact test where "no atom moved more than ``skin / 2``" is a sufficient one that
+    a slab relaxing as a whole (a few tenths of an Å per layer) fails at once.
+
+    Args:
+        positions: (n_atoms, 3) start geometry [Å].
+        cell, pbc: lattice vectors as rows [Å] and periodic flags, or None.
+        cutoffs: the list cutoffs [Å] (e.g. the bond and the non-bonded cutoff).
+        skin: the lists' skin [Å]; reach: watched distance beyond each cutoff [Å].
+
+    Returns:
+        ``(i, j, shift, cutoff)``: (n,) int32 atoms, (n, 3) lattice shift [Å] added to
+        atom j, (n,) the cutoff [Å] the pair must stay outside of.
+    """
+    empty = (
+        np.zeros(0, np.int32),
+        np.zeros(0, np.int32),
+        np.zeros((0, 3)),
+        np.zeros(0),
+    )
+    if reach <= skin or not cutoffs:
+        return empty
+    pos = np.asarray(positions, float)
+    i, j, image = pairs_within(pos, cell, pbc, max(cutoffs) + reach)
+    lattice = np.zeros((3, 3)) if cell is None else np.asarray(cell, float)
+    shift = (image @ lattice).astype(float)
+    r = np.linalg.norm(pos[j] + shift - pos[i], axis=1)
+    parts = [empty]
+    for c in cutoffs:
+        keep = (r > c + skin) & (r <= c + reach)
+        parts.append((i[keep], j[keep], shift[keep], np.full(int(keep.sum()), c)))
+    return (
+        np.concatenate([p[0] for p in parts]).astype(np.int32),
+        np.concatenate([p[1] for p in parts]).astype(np.int32),
+        np.concatenate([p[2] for p in parts]).reshape(-1, 3),
+        np.concatenate([p[3] for p in parts]).astype(float),
+    )

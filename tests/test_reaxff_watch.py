@@ -1,0 +1,89 @@
+"""Relaxations keep exact lists while atoms move far: watched pairs join the lists.
+
+The cobalt ``Surface_sc110`` slab (7 atoms, a simple-cubic surface) reconstructs when it
+relaxes with ``ffield_lit``: atoms move 2.6 Å and over a hundred atom pairs come from
+beyond the list skin into the bond and non-bonded cutoffs. The engine must follow that
+in JAX (the watched pairs join the lists at every step), with no restart and no ASE
+fallback, and end where ASE with the calculator (which rebuilds its lists) ends.
+"""
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from parafit.engines.reaxff.calculator import ReaxFFCalculator
+from parafit.engines.reaxff.engine import ReaxFFEngine
+from parafit.engines.reaxff.topology import pairs_within, watch_list
+from parafit.engines.relax import run_job
+
+
+@pytest.fixture(scope="module")
+def cobalt(shared_data: Path):
+    from parafit.io.reaxff_import import import_reaxff_directory
+
+    root = shared_data / "reaxff-benchmarks" / "cobalt"
+    jobs, _, _ = import_reaxff_directory(root)
+    return root / "ffield_lit", jobs
+
+
+def test_watch_list_holds_the_pairs_between_skin_and_reach(cobalt) -> None:
+    _, jobs = cobalt
+    atoms = jobs["Surface_sc110"].atoms
+    i, j, shift, cut = watch_list(
+        atoms.positions, atoms.cell.array, atoms.pbc, (5.0, 10.0), 1.0, 6.0
+    )
+    r = np.linalg.norm(atoms.positions[j] + shift - atoms.positions[i], axis=1)
+    for c in (5.0, 10.0):
+        mine = cut == c
+        assert np.all((r[mine] > c + 1.0) & (r[mine] <= c + 6.0))
+        a, b, image = pairs_within(atoms.positions, atoms.cell.array, atoms.pbc, c + 6)
+        r_all = np.linalg.norm(
+            atoms.positions[b] + image @ atoms.cell.array - atoms.positions[a], axis=1
+        )
+        assert mine.sum() == np.sum(r_all > c + 1.0)
+    empty = watch_list(atoms.positions, atoms.cell.array, atoms.pbc, (5.0,), 2.0, 2.0)
+    assert all(a.shape[0] == 0 for a in empty)
+
+
+def test_reconstructing_slab_relaxes_in_jax_and_equals_ase(cobalt, caplog) -> None:
+    ffield, jobs = cobalt
+    job = jobs["Surface_sc110"]
+    engine = ReaxFFEngine(ffield, max_restarts=0)
+    iface = engine.default_interface()
+    with caplog.at_level(logging.INFO, logger="parafit.engines.reaxff.engine"):
+        got = engine.setup([job], iface.names)(iface.values[None])[job.id]
+    assert "outgrew" not in caplog.text  # neither restarted nor sent to ASE
+    start = job.atoms.positions
+    moved = np.linalg.norm(got.positions[0] - start, axis=1).max()
+    assert moved > 2.0  # far beyond half the 1 Å skin
+    # pairs came into the non-bonded cutoff from beyond cutoff + skin
+    i, j, image = pairs_within(start, job.atoms.cell.array, job.atoms.pbc, 16.0)
+    shift = image @ job.atoms.cell.array
+    r0 = np.linalg.norm(start[j] + shift - start[i], axis=1)
+    r1 = np.linalg.norm(got.positions[0][j] + shift - got.positions[0][i], axis=1)
+    assert np.sum((r0 > 11.0) & (r1 < 10.0)) > 50
+    ref = run_job(job, ReaxFFCalculator(ffield), properties=("forces",))
+    assert got.n_steps[0] == ref.n_steps[0]
+    assert got.energy[0] == pytest.approx(ref.energy[0], abs=1e-8)
+    np.testing.assert_allclose(got.positions[0], ref.positions[0], atol=1e-7)
+    np.testing.assert_allclose(got.forces[0], ref.forces[0], atol=1e-7)
+
+
+def test_without_watch_the_same_slab_is_flagged(cobalt, caplog) -> None:
+    """With ``watch`` at most the skin, only the displacement test remains."""
+    ffield, jobs = cobalt
+    job = jobs["Surface_sc110"]
+    engine = ReaxFFEngine(ffield, watch=0.0, max_restarts=0)
+    iface = engine.default_interface()
+    with caplog.at_level(logging.INFO, logger="parafit.engines.reaxff.engine"):
+        engine.setup([job], iface.names)(iface.values[None])
+    assert "1 recomputed through ASE" in caplog.text
+
+
+def test_watch_must_be_non_negative(cobalt) -> None:
+    from parafit.errors import EngineError
+
+    with pytest.raises(EngineError, match="watch"):
+        ReaxFFEngine(cobalt[0], watch=-1.0)
