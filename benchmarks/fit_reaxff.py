@@ -34,7 +34,13 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "reaxff-benchmarks"
 
 
-def prepare(name: str, workdir: Path, optimizer: dict, exit_conditions: dict) -> Path:
+def prepare(
+    name: str,
+    workdir: Path,
+    optimizer: dict,
+    exit_conditions: dict,
+    engine_options: dict | None = None,
+) -> Path:
     """Write the job collection, data sets, interface and ``parafit.yaml``; return it."""
     from parafit.io.reaxff_import import import_reaxff_directory
     from parafit.io.reaxff_params import apply_params_file
@@ -51,7 +57,11 @@ def prepare(name: str, workdir: Path, optimizer: dict, exit_conditions: dict) ->
         "task": "optimization",
         "job_collection": "job_collection.yaml",
         "parameter_interface": "parameter_interface.yaml",
-        "engine": {"type": "reaxff", "ffield": str(source / "ffield_lit")},
+        "engine": {
+            "type": "reaxff",
+            "ffield": str(source / "ffield_lit"),
+            **(engine_options or {}),
+        },
         "training_set": "training_set.yaml",
         "optimizers": [optimizer],
         "exit_conditions": exit_conditions,
@@ -112,6 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--popsize", type=int, default=None, help="CMA-ES population")
     parser.add_argument("--sigma0", type=float, default=0.1, help="CMA-ES step size")
+    parser.add_argument(
+        "--max-chunk",
+        type=int,
+        default=None,
+        help="engine max_chunk: parameter vectors per compiled call (default 64)",
+    )
     parser.add_argument("--output", type=Path, default=None, help="keep results here")
     parser.add_argument(
         "--quick", action="store_true", help="tiny budget, not recorded"
@@ -135,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        input_file = prepare(args.set, work, optimizer, exit_conditions)
+        engine_options = {} if args.max_chunk is None else {"max_chunk": args.max_chunk}
+        input_file = prepare(args.set, work, optimizer, exit_conditions, engine_options)
         t0 = time.perf_counter()
         refs = reference_losses(input_file, args.set)
         t_refs = time.perf_counter() - t0
@@ -148,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         + ("_fd" if optimizer.get("gradient") == "finite-difference" else ""),
         "set": args.set,
         "optimizer": optimizer,
+        "max_chunk": args.max_chunk,
         "n_active": int(result.interface.n_active),
         "max_evaluations": args.max_evaluations,
         "time_limit_s": args.time_limit,

@@ -9,9 +9,13 @@ run in JAX (:func:`parafit.engines.jax_relax.minimize`, ASE's algorithms and
 criteria) with the job's restraints and fixed atoms.
 
 Lists are parameter-aware: a bond gets angles, torsions and H-bonds when its bond
-order exceeds 1e-4 for the force field's values; a vector for which a bond outside the
-lists exceeds 1e-3, or a relaxation that moves an atom by more than half the skin,
-is flagged and that (vector, job) is recomputed exactly through ASE with
+order exceeds 1e-4 for the force field's values. A relaxation's lists follow its atoms:
+the pairs between the list skin and a *watch* distance beyond the bond and non-bonded
+cutoffs join the lists at every step once they come within the cutoff
+(:func:`_extended_lists`). A vector for which a bond outside the lists exceeds 1e-3,
+or whose relaxation outgrows the watch, is flagged; that (vector, job) is redone in
+JAX with new lists and a larger watch or skin (:meth:`ReaxFFFn._restart`), and only
+if that fails too, exactly through ASE with
 :class:`~parafit.engines.reaxff.calculator.ReaxFFCalculator` (which rebuilds its
 lists as it goes). Relaxed PES scans and cell relaxations with restraints always take
 that path. A rigid PES scan (``relaxed=False``) is a set of single points: its
@@ -90,6 +94,7 @@ _PROPERTIES = ("forces", "stress", "charges")
 _FAR = 1.0e4  # padding atoms sit this far apart, outside every list
 _MAX_RESTART_SKIN = 8.0  # Å: the largest list skin of a restarted relaxation
 _MAX_RESTART_WATCH = 24.0  # Å: the largest watch of a restarted relaxation
+_RESTART_CHUNK = 4  # parameter vectors per compiled call of a restart
 
 
 def _size_class(n_atoms: int) -> int:
@@ -100,12 +105,15 @@ def _size_class(n_atoms: int) -> int:
     return size
 
 
-def _chunks(n_vectors: int, max_chunk: int) -> list[tuple[int, int, int]]:
+def _chunks(
+    n_vectors: int, max_chunk: int, *, pad: bool = False
+) -> list[tuple[int, int, int]]:
     """(start, stop, padded size) chunks of the vector axis.
 
     Padded sizes are powers of two up to ``max_chunk``, so that few shapes are
     compiled; a batch of more than ``max_chunk`` vectors is cut into chunks that are
     all padded to ``max_chunk`` (its tail does not compile a shape of its own).
+    ``pad``: every chunk is padded to ``max_chunk`` (a single shape).
     """
     out = []
     start = 0
@@ -114,7 +122,7 @@ def _chunks(n_vectors: int, max_chunk: int) -> list[tuple[int, int, int]]:
         size = 1
         while size < stop - start:
             size *= 2
-        if n_vectors > max_chunk:
+        if n_vectors > max_chunk or pad:
             size = max_chunk
         out.append((start, stop, min(size, max_chunk)))
         start = stop
@@ -887,6 +895,18 @@ class ReaxFFFn:
             self.model.reset_compiled()
             jax.clear_caches()
 
+    def _chunk_size(self, bucket: _Bucket) -> int:
+        """Parameter vectors per compiled call of a bucket: ``max_chunk``, except
+        for relaxations on CPU (``relax_chunk``, default 1): a batched relaxation
+        runs until its slowest member stops, and on a CPU that costs more than
+        batching saves (cobalt, 11 vectors near ``ffield_lit``: 89 s one by one,
+        201 s batched)."""
+        if bucket.kind == "sp":
+            return self.engine.max_chunk
+        if self.engine.relax_chunk is not None:
+            return min(self.engine.relax_chunk, self.engine.max_chunk)
+        return 1 if jax.default_backend() == "cpu" else self.engine.max_chunk
+
     def _run_bucket(
         self, bucket: _Bucket, x: np.ndarray, grad_indices: Sequence[int] | None
     ) -> dict[str, JobResults]:
@@ -897,7 +917,7 @@ class ReaxFFFn:
         parts: list[dict[str, np.ndarray]] = []
         jparts: list[dict[str, np.ndarray]] = []
         try:
-            for start, stop, size in _chunks(len(xs), self.engine.max_chunk):
+            for start, stop, size in _chunks(len(xs), self._chunk_size(bucket)):
                 pad = size - (stop - start)
                 chunk = np.concatenate(
                     [xs[start:stop], np.repeat(xs[start : start + 1], pad, 0)]
@@ -1161,7 +1181,8 @@ class ReaxFFFn:
             self._release_compiled_if_needed()
             values: list[dict[str, np.ndarray]] = []
             try:
-                for begin, stop, size in _chunks(len(todo), self.engine.max_chunk):
+                # restarts of a job run in chunks of one size: one compilation
+                for begin, stop, size in _chunks(len(todo), _RESTART_CHUNK, pad=True):
                     chunk = x[todo[begin:stop]]
                     chunk = np.concatenate(
                         [chunk, np.repeat(chunk[:1], size - len(chunk), 0)]
@@ -1321,6 +1342,10 @@ class ReaxFFEngine:
         max_chunk: most parameter vectors per compiled call (default 64); batches
             are cut into chunks padded to powers of two, so a bucket compiles for at
             most log2(max_chunk) + 1 batch sizes.
+        relax_chunk: parameter vectors per compiled call of a relaxation bucket
+            (default: 1 on CPU, where a batched relaxation that runs until its
+            slowest member stops costs more than batching saves; ``max_chunk`` on
+            GPU).
         max_restarts: a (vector, job) that outgrows its lists is redone in JAX
             with lists rebuilt for that vector and a larger skin (up to 8 Å), up to
             this many times (default 3; 0: straight to the exact ASE path).
@@ -1340,6 +1365,7 @@ class ReaxFFEngine:
         watch: float = 6.0,
         list_margin: float = 0.1,
         max_chunk: int = 64,
+        relax_chunk: int | None = None,
         max_restarts: int = 3,
         ffield_text: str | None = None,
     ) -> None:
@@ -1364,6 +1390,9 @@ class ReaxFFEngine:
         self.watch = float(watch)
         self.list_margin = float(list_margin)
         self.max_chunk = int(max_chunk)
+        if relax_chunk is not None and int(relax_chunk) < 1:
+            raise EngineError(f"relax_chunk must be >= 1; got {relax_chunk!r}.")
+        self.relax_chunk = None if relax_chunk is None else int(relax_chunk)
         if int(max_restarts) < 0:
             raise EngineError(f"max_restarts must be >= 0; got {max_restarts!r}.")
         self.max_restarts = int(max_restarts)
@@ -1381,6 +1410,7 @@ class ReaxFFEngine:
             "watch": self.watch,
             "list_margin": self.list_margin,
             "max_chunk": self.max_chunk,
+            "relax_chunk": self.relax_chunk,
             "max_restarts": self.max_restarts,
         }
         if self.path is not None:
