@@ -87,3 +87,26 @@ def test_watch_must_be_non_negative(cobalt) -> None:
 
     with pytest.raises(EngineError, match="watch"):
         ReaxFFEngine(cobalt[0], watch=-1.0)
+
+
+def test_relaxations_run_one_vector_per_call_on_cpu(cobalt) -> None:
+    """``relax_chunk``: relaxation buckets on CPU are not batched over vectors (a
+    batched loop runs until its slowest member stops); single points are."""
+    import jax
+
+    ffield, jobs = cobalt
+    engine = ReaxFFEngine(ffield)
+    iface = engine.default_interface()
+    fn = engine.setup([jobs["Surface_sc110"], jobs["sc_opt"]], iface.names)
+    relax = [b for b in fn.buckets if b.kind != "sp"]
+    assert relax
+    expected = 1 if jax.default_backend() == "cpu" else engine.max_chunk
+    assert all(fn._chunk_size(b) == expected for b in relax)
+    pinned = ReaxFFEngine(ffield, relax_chunk=8)
+    fn8 = pinned.setup([jobs["Surface_sc110"]], iface.names)
+    assert fn8._chunk_size(fn8.buckets[0]) == 8
+    assert pinned.to_dict()["relax_chunk"] == 8
+    from parafit.errors import EngineError
+
+    with pytest.raises(EngineError, match="relax_chunk"):
+        ReaxFFEngine(ffield, relax_chunk=0)

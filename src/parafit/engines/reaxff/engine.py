@@ -442,8 +442,8 @@ class _Bucket:
     def _watch_list(
         self, plan: _Plan, cutoff: float
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The pairs a relaxation of atoms (not of the cell) watches for one cutoff,
-        see :func:`watch_list`; none for single points and cell relaxations."""
+        """The pairs a relaxation watches for one cutoff (:func:`watch_list`) at its
+        start geometry; none for single points."""
         if self.kind == "sp":
             return watch_list(np.zeros((0, 3)), None, None, (), 0.0, 0.0)
         atoms = plan.job.atoms
