@@ -773,7 +773,15 @@ class ReaxFFFn:
                 if relax_cell:
                     fixed = jnp.concatenate([fixed, jnp.zeros(3, bool)])
                 free = jnp.repeat(~fixed, 3)
-                dfdz = jax.jacfwd(optimizer_force, argnums=0)(z0, sub0)
+                # the Hessian column by column in batches of 32 (a full jacfwd of
+                # a 100-atom relaxation with its lists needs tens of GB)
+                dfdz = jax.lax.map(
+                    lambda col: jax.jvp(
+                        lambda zz: optimizer_force(zz, sub0), (z0,), (col,)
+                    )[1],
+                    jnp.eye(z0.size, dtype=z0.dtype),
+                    batch_size=32,
+                ).T
                 dfdt = jax.jacfwd(optimizer_force, argnums=1)(z0, sub0)
                 h = jnp.where(free[:, None] & free[None, :], -dfdz, 0.0)
                 h = h + jnp.diag(jnp.where(free, 0.0, 1.0))
@@ -795,9 +803,13 @@ class ReaxFFFn:
             }
 
         def batch(x: jax.Array, arrays: dict[str, Any], coords: jax.Array) -> Any:
-            return jax.vmap(
-                lambda xv, c: jax.vmap(lambda s, cs: one(xv, s, cs))(arrays, c)
-            )(x, coords)
+            def per_vector(xv: jax.Array, c: jax.Array) -> Any:
+                if not relaxes:
+                    return jax.vmap(lambda s, cs: one(xv, s, cs))(arrays, c)
+                # relaxations one structure at a time: their Hessians are large
+                return jax.lax.map(lambda sc: one(xv, *sc), (arrays, c))
+
+            return jax.vmap(per_vector)(x, coords)
 
         shared_key = ("bucket-jac", relaxes, relax_cell, charged, grad_indices)
         return self._share(bucket, key, shared_key, batch)
