@@ -269,8 +269,8 @@ class RelaxResult:
             restraints, free atoms only) [eV/Å].
         n_steps: () int32, optimizer steps taken (ASE's ``nsteps``).
         converged: () bool, ``max_force < fmax`` with finite values.
-        watched: () bool, ``watch`` was true at some geometry the optimizer
-            evaluated (False without ``watch``).
+        watched: () bool, the flag of ``energy_fn`` (with ``watch=True``) was true
+            at some geometry the optimizer evaluated (False without ``watch``).
     """
 
     positions: jax.Array
@@ -305,7 +305,7 @@ class _Carry(NamedTuple):
     forces: jax.Array  # model forces at x [eV/Å]
     max_force: jax.Array
     converged: jax.Array
-    watched: jax.Array  # watch(x) was true at some evaluated geometry
+    watched: jax.Array  # energy_fn's flag was true at some evaluated geometry
     opt: tuple[jax.Array, ...]
 
 
@@ -443,7 +443,7 @@ def minimize(
     fire: FireParameters | None = None,
     memory: int = 100,
     alpha: float = 70.0,
-    watch: Callable[[jax.Array], jax.Array] | None = None,
+    watch: bool = False,
 ) -> RelaxResult:
     """Relax ``positions0`` to a local minimum of ``energy_fn`` (plus ``restraints``).
 
@@ -471,8 +471,9 @@ def minimize(
             ``max_steps`` at most ``max_steps - 1`` pairs are ever stored, and the
             memory is cut to that (same results, less work).
         alpha: initial Hessian guess [eV/Å²] for LBFGS and BFGS (ASE's 70).
-        watch: positions (n_atoms, 3) -> () bool, checked at every geometry whose
-            energy is evaluated; ``RelaxResult.watched`` says whether it was ever
+        watch: ``energy_fn`` returns ``(energy, flag)``, the flag a () bool computed
+            with the energy (e.g. an atom pair entering a cutoff its lists do not
+            cover); ``RelaxResult.watched`` says whether it was ever
             true (e.g. an atom pair entering a cutoff its lists do not cover).
 
     Returns:
@@ -522,16 +523,20 @@ def minimize(
     max_steps = jnp.asarray(max_steps, jnp.int32)
     free3 = free[:, None]
 
-    e_shape = jax.eval_shape(energy_fn, x0).shape
+    e_out = jax.eval_shape(energy_fn, x0)
+    e_shape = (e_out[0] if watch else e_out).shape
     if e_shape != ():
         raise InputError(
             f"minimize: energy_fn must return a scalar energy; got shape {e_shape}.",
             key="energy_fn",
         )
-    energy_and_grad = jax.value_and_grad(energy_fn)
+    energy_and_grad = jax.value_and_grad(energy_fn, has_aux=watch)
 
     def evaluate(x: jax.Array):
-        e, de = energy_and_grad(x)
+        if watch:
+            (e, flag), de = energy_and_grad(x)
+        else:
+            (e, de), flag = energy_and_grad(x), jnp.bool_(False)
         e, f_model = e * unit, -de * unit
         f_opt = f_model
         finite = jnp.isfinite(e) & jnp.all(jnp.isfinite(f_model))
@@ -541,7 +546,7 @@ def minimize(
             finite &= jnp.all(jnp.isfinite(f_restraint))
         f_opt = jnp.where(free3, f_opt, 0.0)
         max_force = jnp.max(jnp.sqrt(jnp.sum(f_opt * f_opt, axis=1)), initial=0.0)
-        return e, f_model, f_opt, finite, max_force
+        return e, f_model, f_opt, finite, max_force, jnp.asarray(flag, bool)
 
     if method == "fire":
         init, step = _fire(fire or FireParameters(), maxstep, dtype)
@@ -551,10 +556,8 @@ def minimize(
         init, step = _bfgs(alpha, maxstep, dtype)
 
     def body(c: _Carry) -> _Carry:
-        e, f_model, f_opt, finite, max_force = evaluate(c.x)
-        watched = c.watched
-        if watch is not None:
-            watched = watched | jnp.asarray(watch(c.x), bool)
+        e, f_model, f_opt, finite, max_force, flag = evaluate(c.x)
+        watched = c.watched | flag
         converged = finite & (max_force < fmax)
         stop = converged | ~finite | (c.k >= max_steps)
         dx, opt = step(c.opt, c.x, f_opt, c.k)

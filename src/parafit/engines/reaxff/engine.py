@@ -617,9 +617,10 @@ class ReaxFFFn:
                     d = jax.scipy.linalg.expm(z[n:] / factor)
                     return z[:n] @ d.T, d
 
-                def cell_energy(z: jax.Array) -> jax.Array:
+                def cell_energy(z: jax.Array) -> tuple[jax.Array, jax.Array]:
                     x, d = unpack(z)
-                    return energy(x, d, _extended_lists(s, x, d)[:2])[0]
+                    top, pairs, outgrown = _extended_lists(s, x, d)
+                    return energy(x, d, (top, pairs))[0], outgrown
 
                 res = minimize(
                     cell_energy,
@@ -629,7 +630,7 @@ class ReaxFFFn:
                     max_steps=s["max_steps"],
                     method=kind,
                     energy_unit=KCAL_MOL,
-                    watch=lambda z: _extended_lists(s, *unpack(z))[2],
+                    watch=True,
                 )
                 coords = res.positions
                 pos, deformation = unpack(coords)
@@ -639,8 +640,12 @@ class ReaxFFFn:
             elif kind != "sp":
                 # lists extended at every step by the watched pairs that came
                 # within their cutoff (see _extended_lists)
+                def atoms_energy(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+                    top, pairs, outgrown = _extended_lists(s, x)
+                    return energy(x, eye, (top, pairs))[0], outgrown
+
                 res = minimize(
-                    lambda x: energy(x, eye, _extended_lists(s, x)[:2])[0],
+                    atoms_energy,
                     pos,
                     fixed=s["fixed"],
                     fmax=s["fmax"],
@@ -648,7 +653,7 @@ class ReaxFFFn:
                     method=kind,
                     restraints=s["restraints"],
                     energy_unit=KCAL_MOL,
-                    watch=lambda x: _extended_lists(s, x)[2],
+                    watch=True,
                 )
                 pos, n_steps, converged = res.positions, res.n_steps, res.converged
                 watched = res.watched
