@@ -204,3 +204,30 @@ def test_relaxed_positions_jacobian_matches_tight_relaxation(small_set) -> None:
         fd_e, rel=1e-4, abs=1e-8
     )
     assert d0.shape == (len(go.atoms), len(go.atoms))
+
+
+def test_buckets_cut_where_they_pad_least(disulfide) -> None:
+    """Disulfide's nine relaxations (3-26 atoms) in two buckets: the seven small
+    molecules together and the two 24/26-atom ones apart (not {<= 8}, {9..26})."""
+    root, jobs = disulfide
+    ids = ["hsshGeo", "h2sGeo", "mdtBase", "dmteBase", "dmds", "s8", "bnz"]
+    relax = _pick(jobs, [*ids, "dpds", "dpods"])  # the training set's relaxations
+    assert all(isinstance(j.task, GeometryOptimization) for j in relax)
+    fn = ReaxFFEngine(root / "ffield_lit").setup(relax, [])
+    groups = sorted(
+        (sorted(len(p.job.atoms) for p in b.plans) for b in fn.buckets), key=len
+    )
+    assert [len(g) for g in groups] == [2, 7]
+    assert groups[0] == [24, 26] and max(groups[1]) == 12
+    from parafit.engines.reaxff.engine import _padded_cost, _partition, _plan_sizes
+
+    plans = [p for b in fn.buckets for p in b.plans]
+    one = _partition(plans, 1)
+    assert len(one) == 1 and len(one[0]) == 9
+    parts = _partition(plans, 3)
+    assert sorted(id(p) for part in parts for p in part) == sorted(map(id, plans))
+
+    def work(part):
+        return _padded_cost(len(part), np.max([_plan_sizes(p) for p in part], axis=0))
+
+    assert sum(map(work, parts)) <= sum(work(b.plans) for b in fn.buckets)

@@ -105,6 +105,71 @@ def _size_class(n_atoms: int) -> int:
     return size
 
 
+#: relative cost of one padded list entry per term group (measured on disulfide's
+#: single points, 2026-11-21: bond-order corrections and bond terms per bond, the
+#: angle terms per angle, torsion + conjugation per torsion, vdW + Coulomb per pair)
+_ENTRY_COST = {"atoms": 2.0, "bonds": 1.0, "angles": 2.0, "torsions": 0.6, "pairs": 1.0}
+
+
+def _plan_sizes(plan: "_Plan") -> np.ndarray:
+    """(5,) unpadded atoms, pairs, bonds, angles, torsions of one structure."""
+    t = topology_sizes(plan.lists.topology)
+    return np.array(
+        [len(plan.job.atoms), plan.lists.pairs.i.size, t.bonds, t.angles, t.torsions]
+    )
+
+
+_COST_WEIGHTS = np.array(
+    [_ENTRY_COST[k] for k in ("atoms", "pairs", "bonds", "angles", "torsions")]
+)
+
+
+def _padded_cost(n_structures: int, max_sizes: np.ndarray) -> float:
+    """Estimated work of a bucket: padded structures x weighted padded list entries."""
+    padded = np.array([round_size(int(v)) for v in max_sizes])
+    return float(round_size(n_structures) * (_COST_WEIGHTS @ padded))
+
+
+def _partition(plans: list["_Plan"], n_buckets: int) -> list[list["_Plan"]]:
+    """Split ``plans`` into at most ``n_buckets`` buckets of least padded work.
+
+    Plans are ordered by their own (unpadded) work and cut into contiguous runs by
+    dynamic programming over :func:`_padded_cost` (cuts between at most 128 blocks
+    of equal length): e.g. disulfide's nine relaxations (3 to 26 atoms) go into
+    {3..12 atoms} and {24, 26 atoms} rather than {<= 8} and {9..26}, 1.6x less work
+    for the same number of compiled shapes.
+    """
+    if n_buckets <= 1 or len(plans) <= 1:
+        return [plans]
+    sizes = np.stack([_plan_sizes(p) for p in plans])
+    order = np.argsort(sizes @ _COST_WEIGHTS, kind="stable")
+    sizes = sizes[order]
+    bounds = np.unique(np.linspace(0, len(plans), min(len(plans), 128) + 1).astype(int))
+    m = bounds.size - 1
+    cost = np.full((m + 1, m + 1), np.inf)
+    for a in range(m):
+        running = np.zeros(sizes.shape[1])
+        for b in range(a + 1, m + 1):
+            running = np.maximum(running, sizes[bounds[b - 1] : bounds[b]].max(axis=0))
+            cost[a, b] = _padded_cost(int(bounds[b] - bounds[a]), running)
+    # best[k, b]: least work for the first b blocks in k buckets; cut: the last start
+    best = np.full((n_buckets + 1, m + 1), np.inf)
+    cut = np.zeros((n_buckets + 1, m + 1), int)
+    best[0, 0] = 0.0
+    for k in range(1, n_buckets + 1):
+        for b in range(1, m + 1):
+            totals = best[k - 1, :b] + cost[:b, b]
+            cut[k, b] = int(np.argmin(totals))
+            best[k, b] = totals[cut[k, b]]
+    k = int(np.argmin(best[1:, m])) + 1  # fewest buckets among the cheapest
+    parts, b = [], m
+    while k > 0:
+        a = cut[k, b]
+        parts.append([plans[i] for i in order[bounds[a] : bounds[b]]])
+        b, k = a, k - 1
+    return parts[::-1]
+
+
 def _chunks(
     n_vectors: int, max_chunk: int, *, pad: bool = False
 ) -> list[tuple[int, int, int]]:
@@ -483,7 +548,7 @@ class ReaxFFFn:
         #: ...), set by the objective; a single-point bucket whose jobs are read for
         #: energies only gets the (much cheaper to compile) energy jacobian alone.
         self.jacobian_fields: dict[str, frozenset[str]] | None = None
-        groups: dict[tuple[str, int], list[_Plan]] = {}
+        groups: dict[tuple[str, bool], list[_Plan]] = {}
         with jax.enable_x64(True):
             for job in self._expand_rigid_scans(self.jobs):
                 validate_job(job)
@@ -520,19 +585,23 @@ class ReaxFFFn:
                     _fixed(job),
                     self._hbond_watch(types),
                 )
-                key = (kind, relax_cell, _size_class(len(job.atoms)))
-                groups.setdefault(key, []).append(plan)
+                groups.setdefault((kind, relax_cell), []).append(plan)
+        # as many buckets (compiled shapes) per task as size classes, cut where
+        # they pad least
         self.buckets = [
             _Bucket(
                 kind=kind,
-                plans=plans,
+                plans=part,
                 relax_cell=cell,
                 skin=engine.skin,
                 watch=engine.watch,
                 r_cut=self.model.r_cut,
                 type_in_lists=self.model.type_in_lists,
             )
-            for (kind, cell, _), plans in sorted(groups.items())
+            for (kind, cell), plans in sorted(groups.items())
+            for part in _partition(
+                plans, len({_size_class(len(p.job.atoms)) for p in plans})
+            )
         ]
         for b in self.buckets:
             b.pad()
