@@ -231,3 +231,21 @@ def test_buckets_cut_where_they_pad_least(disulfide) -> None:
         return _padded_cost(len(part), np.max([_plan_sizes(p) for p in part], axis=0))
 
     assert sum(map(work, parts)) <= sum(work(b.plans) for b in fn.buckets)
+
+
+def test_cpu_single_point_calls_stay_small_for_big_buckets(disulfide) -> None:
+    """On a CPU, vectors per single-point call shrink as a bucket's work grows (its
+    arrays stay in cache): one vector for 10-atom molecules, many for 3-atom ones."""
+    import jax
+
+    if jax.default_backend() != "cpu":
+        pytest.skip("the rule is for CPUs")
+    root, jobs = disulfide
+    sp = [j for j in jobs if isinstance(j.task, SinglePoint)]
+    fn = ReaxFFEngine(root / "ffield_lit", max_chunk=16).setup(sp, [])
+    chunks = {b.n_atoms: fn._chunk_size(b) for b in fn.buckets}
+    big = max(chunks)
+    assert big >= 10 and chunks[big] == 1
+    tiny = [j for j in sp if len(j.atoms) <= 3][:4]
+    fn_tiny = ReaxFFEngine(root / "ffield_lit", max_chunk=16).setup(tiny, [])
+    assert [fn_tiny._chunk_size(b) for b in fn_tiny.buckets] == [16]
