@@ -110,3 +110,24 @@ def test_relaxations_run_one_vector_per_call_on_cpu(cobalt) -> None:
 
     with pytest.raises(EngineError, match="relax_chunk"):
         ReaxFFEngine(ffield, relax_chunk=0)
+
+
+def test_relaxations_one_after_another_equal_lock_step(cobalt) -> None:
+    """``relax_sequential`` changes the schedule only: the same steps and results."""
+    path, jobs = cobalt
+    picked = [jobs["Surface_sc110"], *[j for j in jobs if j.id.startswith("hcp")][:2]]
+    picked = [j for j in picked if type(j.task).__name__ == "GeometryOptimization"]
+    assert len(picked) >= 2
+    out = {
+        flag: ReaxFFEngine(path, relax_sequential=flag).setup(picked, [])(
+            np.zeros((1, 0))
+        )
+        for flag in (True, False)
+    }
+    for job in picked:
+        a, b = out[True][job.id], out[False][job.id]
+        assert a.n_steps[0] == b.n_steps[0]
+        np.testing.assert_allclose(a.energy, b.energy, rtol=1e-12)
+        np.testing.assert_allclose(a.forces, b.forces, atol=1e-9)
+    with pytest.raises(Exception, match="relax_sequential"):
+        ReaxFFEngine(path, relax_sequential="yes")

@@ -666,6 +666,7 @@ class ReaxFFFn:
         model, kind = self.model, bucket.kind
         relax_cell, periodic = bucket.relax_cell, bucket.periodic
         charged = bucket.charged
+        sequential = kind != "sp" and self._relax_sequential()
 
         def one(tables: Tables, s: dict[str, Any]) -> dict[str, jax.Array]:
             n = s["positions"].shape[0]
@@ -778,11 +779,13 @@ class ReaxFFFn:
         def batch(x: jax.Array, arrays: dict[str, Any]) -> dict[str, jax.Array]:
             def per_vector(xv: jax.Array) -> dict[str, jax.Array]:
                 tables = model.tables(xv)
+                if sequential:  # each relaxation stops at its own convergence
+                    return jax.lax.map(lambda s: one(tables, s), arrays)
                 return jax.vmap(lambda s: one(tables, s))(arrays)
 
             return jax.vmap(per_vector)(x)
 
-        shared_key = ("bucket-values", kind, relax_cell, periodic, charged)
+        shared_key = ("bucket-values", kind, relax_cell, periodic, charged, sequential)
         return self._share(bucket, "values", shared_key, batch)
 
     def _jacobian_fn(self, bucket: _Bucket, grad_indices: tuple[int, ...]) -> Any:
@@ -998,6 +1001,12 @@ class ReaxFFFn:
                 bucket.fns.clear()
             self.model.reset_compiled()
             jax.clear_caches()
+
+    def _relax_sequential(self) -> bool:
+        """Whether a relaxation bucket relaxes its structures one after another."""
+        if self.engine.relax_sequential is not None:
+            return self.engine.relax_sequential
+        return jax.default_backend() == "cpu"
 
     def _chunk_size(self, bucket: _Bucket) -> int:
         """Parameter vectors per compiled call of a bucket: ``max_chunk``, except
@@ -1460,6 +1469,12 @@ class ReaxFFEngine:
             (default: 1 on CPU, where a batched relaxation that runs until its
             slowest member stops costs more than batching saves; ``max_chunk`` on
             GPU).
+        relax_sequential: relax a bucket's structures one after another
+            (``lax.map``: each stops at its own convergence) rather than in
+            lock-step (``vmap``: every one runs until the slowest stops). Default:
+            one after another on CPU (cobalt at ``ffield_lit``: 1.7 s instead of
+            6.1 s per evaluation, 92 surface and bulk relaxations of 0 to 50 steps
+            in one bucket), lock-step on GPU.
         max_restarts: a (vector, job) that outgrows its lists is redone in JAX
             with lists rebuilt for that vector and a larger skin (up to 8 Å), up to
             this many times (default 3; 0: straight to the exact ASE path).
@@ -1480,6 +1495,7 @@ class ReaxFFEngine:
         list_margin: float = 0.1,
         max_chunk: int = 64,
         relax_chunk: int | None = None,
+        relax_sequential: bool | None = None,
         max_restarts: int = 3,
         ffield_text: str | None = None,
     ) -> None:
@@ -1507,6 +1523,11 @@ class ReaxFFEngine:
         if relax_chunk is not None and int(relax_chunk) < 1:
             raise EngineError(f"relax_chunk must be >= 1; got {relax_chunk!r}.")
         self.relax_chunk = None if relax_chunk is None else int(relax_chunk)
+        if relax_sequential is not None and not isinstance(relax_sequential, bool):
+            raise EngineError(
+                f"relax_sequential must be true, false or null; got {relax_sequential!r}."
+            )
+        self.relax_sequential = relax_sequential
         if int(max_restarts) < 0:
             raise EngineError(f"max_restarts must be >= 0; got {max_restarts!r}.")
         self.max_restarts = int(max_restarts)
@@ -1525,6 +1546,7 @@ class ReaxFFEngine:
             "list_margin": self.list_margin,
             "max_chunk": self.max_chunk,
             "relax_chunk": self.relax_chunk,
+            "relax_sequential": self.relax_sequential,
             "max_restarts": self.max_restarts,
         }
         if self.path is not None:
