@@ -1009,11 +1009,12 @@ class ReaxFFFn:
         return jax.default_backend() == "cpu"
 
     def _chunk_size(self, bucket: _Bucket) -> int:
-        """Parameter vectors per compiled call of a bucket: ``max_chunk``, except
-        for relaxations on CPU (``relax_chunk``, default 1): a batched relaxation
-        runs until its slowest member stops, and on a CPU that costs more than
-        batching saves (cobalt, 11 vectors near ``ffield_lit``: 89 s one by one,
-        201 s batched)."""
+        """Parameter vectors per compiled call of a bucket: ``max_chunk``, except on
+        a CPU: single points as many as keep the call's arrays in cache (at most
+        ``_CPU_CALL_WORK`` of :func:`_padded_cost`), relaxations ``relax_chunk``
+        (default 1): a batched relaxation runs until its slowest member stops, and
+        on a CPU that costs more than batching saves (cobalt, 11 vectors near
+        ``ffield_lit``: 89 s one by one, 201 s batched)."""
         cpu = jax.default_backend() == "cpu"
         if bucket.kind == "sp":
             if not cpu:
