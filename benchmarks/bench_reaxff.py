@@ -63,14 +63,16 @@ def _vectors(n: int) -> tuple[list[str], np.ndarray]:
 def _lammps_native_relaxations(jobs, names, x) -> tuple[float, int, int]:
     """LAMMPS relaxing with its own minimizer (``min_style fire``), no ASE in the loop.
 
-    The fastest way LAMMPS can run the set's geometry optimizations: one live instance
-    per job, ffield reload per vector, then ``minimize 0 ftol maxiter``. Its stopping
+    The fastest way LAMMPS can run the set's geometry optimizations: one instance per
+    job (rebuilt for every vector, since ``minimize`` changes its setup), then
+    ``minimize 0 ftol maxiter``. Its stopping
     test (2-norm of the whole force vector below ``ftol`` = the job's fmax) is at
     least as strict as ASE's (largest atomic force below fmax), and its FIRE variant
     and neighbour-list skin (2 Å) are LAMMPS's, so the geometries differ a little from
     ours; this is a speed reference. Returns (seconds for all vectors, total
     minimizer iterations, relaxations that failed).
     """
+    from parafit.engines.reaxff.calculator import KCAL_MOL
     from parafit.engines.reaxff.lammps import LAMMPSCalculator
     from parafit.jobs import GeometryOptimization
     from parafit.reaxff import ffield_with_values, read_ffield
@@ -81,7 +83,6 @@ def _lammps_native_relaxations(jobs, names, x) -> tuple[float, int, int]:
         LAMMPSCalculator(base, sorted(set(j.atoms.get_chemical_symbols())))
         for j in relax
     ]
-    kcal_per_ev = 23.060547830619
     steps = failed = 0
     t0 = time.perf_counter()
     for row in x:
@@ -92,7 +93,7 @@ def _lammps_native_relaxations(jobs, names, x) -> tuple[float, int, int]:
             try:
                 calc.calculate(atoms, ["energy"])
                 lmp = calc._lmp  # noqa: SLF001 (benchmark only)
-                ftol = job.task.fmax * kcal_per_ev
+                ftol = job.task.fmax / KCAL_MOL  # eV/Å -> kcal/mol/Å
                 n = job.task.max_iterations
                 lmp.commands_list(
                     [

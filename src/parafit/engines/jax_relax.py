@@ -473,8 +473,7 @@ def minimize(
         alpha: initial Hessian guess [eV/Å²] for LBFGS and BFGS (ASE's 70).
         watch: ``energy_fn`` returns ``(energy, flag)``, the flag a () bool computed
             with the energy (e.g. an atom pair entering a cutoff its lists do not
-            cover); ``RelaxResult.watched`` says whether it was ever
-            true (e.g. an atom pair entering a cutoff its lists do not cover).
+            cover); ``RelaxResult.watched`` says whether it was ever true.
 
     Returns:
         RelaxResult (model energy [eV] and forces [eV/Å] at the final geometry,

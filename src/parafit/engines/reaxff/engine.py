@@ -105,10 +105,12 @@ def _size_class(n_atoms: int) -> int:
     return size
 
 
-#: relative cost of one padded list entry per term group (measured on disulfide's
-#: single points, 2026-11-21: bond-order corrections and bond terms per bond, the
-#: angle terms per angle, torsion + conjugation per torsion, vdW + Coulomb per pair)
-_ENTRY_COST = {"atoms": 2.0, "bonds": 1.0, "angles": 2.0, "torsions": 0.6, "pairs": 1.0}
+#: the sizes a bucket's work is estimated from, and the relative cost of one padded
+#: entry of each (measured on disulfide's single points, 2026-11-21: bond-order
+#: corrections and bond terms per bond, the angle terms per angle, torsion +
+#: conjugation per torsion, vdW + Coulomb per pair)
+_COST_FIELDS = ("atoms", "pairs", "bonds", "angles", "torsions")
+_COST_WEIGHTS = np.array([2.0, 1.0, 1.0, 2.0, 0.6])
 
 
 #: most estimated work (:func:`_padded_cost`) of one compiled single-point call on a CPU
@@ -116,16 +118,11 @@ _CPU_CALL_WORK = 65536.0
 
 
 def _plan_sizes(plan: "_Plan") -> np.ndarray:
-    """(5,) unpadded atoms, pairs, bonds, angles, torsions of one structure."""
+    """(5,) unpadded sizes of one structure, in the order of ``_COST_FIELDS``."""
     t = topology_sizes(plan.lists.topology)
     return np.array(
         [len(plan.job.atoms), plan.lists.pairs.i.size, t.bonds, t.angles, t.torsions]
     )
-
-
-_COST_WEIGHTS = np.array(
-    [_ENTRY_COST[k] for k in ("atoms", "pairs", "bonds", "angles", "torsions")]
-)
 
 
 def _padded_cost(n_structures: int, max_sizes: np.ndarray) -> float:
@@ -393,17 +390,9 @@ class _Bucket:
             hbonds=round_size(max(s.hbonds for s in raw)),
         )
         self.n_pairs = round_size(max(p.lists.pairs.i.size for p in plans))
+        padded = {**vars(self.sizes), "pairs": self.n_pairs}
         self.work = _padded_cost(
-            len(plans),
-            np.array(
-                [
-                    self.n_atoms,
-                    self.n_pairs,
-                    self.sizes.bonds,
-                    self.sizes.angles,
-                    self.sizes.torsions,
-                ]
-            ),
+            len(plans), np.array([padded[f] for f in _COST_FIELDS])
         )
         n_r = [
             len(p.job.task.restraints)
