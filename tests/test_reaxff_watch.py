@@ -131,3 +131,43 @@ def test_relaxations_one_after_another_equal_lock_step(cobalt) -> None:
         np.testing.assert_allclose(a.forces, b.forces, atol=1e-9)
     with pytest.raises(Exception, match="relax_sequential"):
         ReaxFFEngine(path, relax_sequential="yes")
+
+
+def test_cell_that_expands_keeps_its_lists_and_equals_ase(cobalt, caplog) -> None:
+    """A cell relaxation outgrows its lists only through displacements beyond the
+    cell's affine deformation (and by less for a compressed cell): an hcp cell that
+    swells by half at a parameter vector far from ``ffield_lit`` stays in JAX, with
+    no restart and no ASE fallback, and ends where ASE with the calculator ends.
+    (The old test, atoms' Cartesian displacement plus half the longest lattice shift
+    times the strain, sent it to ASE.)"""
+    ffield, jobs = cobalt
+    job = jobs["hcp_opt"]
+    assert job.task.relax_cell
+    far = {  # a CMA-ES draw with sigma 0.3 of the params ranges around ffield_lit
+        "Co:r_0^sigma": 1.993,
+        "Co:r_vdW": 1.7,
+        "Co:epsilon": 0.195,
+        "Co:alpha": 12.86,
+        "Co:gamma_w": 37.948,
+        "Co.Co:D_e^sigma": 41.807,
+        "Co.Co:p_be1": -0.826,
+        "Co.Co:p_ovun1": 0.494,
+        "Co.Co:p_be2": 9.694,
+        "Co.Co:p_bo2": 5.846,
+    }
+    names = list(far)
+    x = np.array([list(far.values())])
+    engine = ReaxFFEngine(ffield, max_restarts=0)
+    fn = engine.setup([job], names)
+    with caplog.at_level(logging.INFO, logger="parafit.engines.reaxff.engine"):
+        got = fn(x)[job.id]
+    assert "outgrew" not in caplog.text
+    swell = abs(np.linalg.det(got.cell[0]) / np.linalg.det(job.atoms.cell.array))
+    assert swell > 1.3
+    ref = run_job(
+        job, ReaxFFCalculator.from_model(fn.model, x[0]), properties=("forces",)
+    )
+    assert got.n_steps[0] == ref.n_steps[0] > 10
+    assert got.energy[0] == pytest.approx(ref.energy[0], abs=1e-9)
+    np.testing.assert_allclose(got.cell[0], ref.cell[0], atol=1e-8)
+    np.testing.assert_allclose(got.forces[0], ref.forces[0], atol=1e-8)

@@ -50,7 +50,7 @@ from parafit.engines.jax_cache import (
     memory_maps_exhausted,
 )
 from parafit.engines.jax_relax import minimize, restraint_arrays, restraint_energy
-from parafit.engines.reaxff.bonded import BOND_CUTOFF, Topology
+from parafit.engines.reaxff.bonded import BOND_CUTOFF, HBOND_CUTOFF, Topology
 from parafit.engines.reaxff.calculator import KCAL_MOL, ReaxFFCalculator
 from parafit.engines.reaxff.model import (
     ReaxFFModel,
@@ -491,21 +491,6 @@ class _Bucket:
             },
             "cell": np.stack([np.asarray(p.job.atoms.cell.array) for p in plans]),
             "cell_factor": np.asarray([float(len(p.job.atoms)) for p in plans]),
-            # [Å] the longest lattice shift in the lists and watched pairs
-            "max_shift": np.asarray(
-                [
-                    max(
-                        np.linalg.norm(a, axis=1).max(initial=0.0)
-                        for a in (
-                            p.lists.pairs.shift,
-                            p.lists.topology.bond_shift,
-                            bw[2],
-                            pw[2],
-                        )
-                    )
-                    for p, bw, pw in zip(plans, bond_watch, pair_watch, strict=True)
-                ]
-            ),
         }
         self.periodic = any(has_stress(p.job.atoms) for p in self.plans)
         self.charged = any(needs_charges(p.types, p.charge) for p in self.plans)
@@ -1354,23 +1339,28 @@ def _extended_lists(
     """The lists of one relaxing structure ``s`` (bucket arrays) at positions ``x``
     (n_atoms, 3) of its cell deformed by ``deformation`` (3, 3; None: not deformed):
     the start lists plus the watched pairs (:func:`watch_list`) that came within the
-    bond or the non-bonded cutoff (shifts not deformed, as the start lists'), and
-    whether they are outgrown: more such pairs than the extra slots hold, or an atom
-    moved too far from the start (displacement plus half the largest lattice shift
-    times the strain, ``|D - I|``) for the watch (``watch / 2``) or, where H-bonds are
-    possible, for the H-bond lists (``skin / 2``).
+    bond or the non-bonded cutoff (tested with their shifts deformed; returned
+    undeformed, as the start lists'), and whether the lists are outgrown: more such pairs than the extra slots hold, or a pair beyond the
+    watch could have come within its cutoff.
+
+    That last test is exact for any strain: with positions ``x = D x0 + u`` (``u``
+    the displacement beyond the cell's affine one), a pair vector becomes
+    ``D d0 + u_j - u_i``, no shorter than ``s_min |d0| - 2 max|u|`` (``s_min`` the
+    smallest singular value of ``D``). A pair farther than ``c + reach`` at the start
+    therefore stays beyond ``c`` while ``max|u| <= (s_min (c + reach) - c) / 2``, for
+    the bond and non-bonded cutoffs with the watch as reach and, where H-bonds are
+    possible, the H-bond cutoff with the skin. Without strain this is ``reach / 2``;
+    a cell that expands never outgrows its lists by expanding.
 
     Which pairs are added depends on ``x`` only through integer indices, so the
     energy at ``x`` with these lists is differentiable as usual."""
     x = jax.lax.stop_gradient(x)
     top, pairs = s["top"], s["pairs"]
     wb, wp = s["watch_bonds"], s["watch_pairs"]
-    strain = jnp.zeros((), x.dtype)
     if deformation is not None:
         deformation = jax.lax.stop_gradient(deformation)
         wb = {**wb, "shift": wb["shift"] @ deformation.T}
         wp = {**wp, "shift": wp["shift"] @ deformation.T}
-        strain = jnp.linalg.norm(deformation - jnp.eye(3, dtype=x.dtype))
     ib, b_full = _within(x, wb, BOND_CUTOFF)
     ip, p_full = _within(x, wp, s["r_cut"])
     wb, wp = s["watch_bonds"], s["watch_pairs"]
@@ -1392,19 +1382,25 @@ def _extended_lists(
         ),
         weight=jnp.concatenate([pairs.weight, p_used.astype(pairs.weight.dtype)]),
     )
+    if deformation is None:
+        affine, s_min = s["positions"], jnp.ones((), x.dtype)
+    else:
+        affine = s["positions"] @ deformation.T
+        smallest = jnp.linalg.eigvalsh(deformation.T @ deformation)[0]
+        s_min = jnp.sqrt(jnp.maximum(smallest, 0.0))
     moved = jnp.sqrt(
-        jnp.max(
-            jnp.where(
-                s["top"].atom_mask, jnp.sum((x - s["positions"]) ** 2, axis=1), 0.0
-            )
-        )
+        jnp.max(jnp.where(s["top"].atom_mask, jnp.sum((x - affine) ** 2, axis=1), 0.0))
     )
-    moved = moved + 0.5 * s["max_shift"] * strain
+
+    def allowed(cutoff: float | jax.Array, reach: jax.Array) -> jax.Array:
+        return 0.5 * (s_min * (cutoff + reach) - cutoff)
+
+    reach = s["watch"]
     outgrown = (
         b_full
         | p_full
-        | (moved > 0.5 * s["watch"])
-        | (s["hbond_watch"] & (moved > 0.5 * s["skin"]))
+        | (moved > jnp.minimum(allowed(BOND_CUTOFF, reach), allowed(s["r_cut"], reach)))
+        | (s["hbond_watch"] & (moved > allowed(HBOND_CUTOFF, s["skin"])))
     )
     return top, pairs, outgrown
 
