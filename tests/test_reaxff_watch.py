@@ -143,7 +143,9 @@ def test_cell_that_expands_keeps_its_lists_and_equals_ase(cobalt, caplog) -> Non
     ffield, jobs = cobalt
     job = jobs["hcp_opt"]
     assert job.task.relax_cell
-    far = {  # a CMA-ES draw with sigma 0.3 of the params ranges around ffield_lit
+    # a CMA-ES draw with sigma 0.3 of the params ranges around ffield_lit (its 12th
+    # active parameter, Co:p_ovun2, stayed at ffield_lit's value)
+    far = {
         "Co:r_0^sigma": 1.993,
         "Co:r_vdW": 1.7,
         "Co:epsilon": 0.195,
@@ -153,6 +155,7 @@ def test_cell_that_expands_keeps_its_lists_and_equals_ase(cobalt, caplog) -> Non
         "Co.Co:p_be1": -0.826,
         "Co.Co:p_ovun1": 0.494,
         "Co.Co:p_be2": 9.694,
+        "Co.Co:p_bo1": -0.04,
         "Co.Co:p_bo2": 5.846,
     }
     names = list(far)

@@ -1340,8 +1340,9 @@ def _extended_lists(
     (n_atoms, 3) of its cell deformed by ``deformation`` (3, 3; None: not deformed):
     the start lists plus the watched pairs (:func:`watch_list`) that came within the
     bond or the non-bonded cutoff (tested with their shifts deformed; returned
-    undeformed, as the start lists'), and whether the lists are outgrown: more such pairs than the extra slots hold, or a pair beyond the
-    watch could have come within its cutoff.
+    undeformed, as the start lists'), and whether the lists are outgrown: more such
+    pairs than the extra slots hold, or a pair beyond the watch could have come
+    within its cutoff.
 
     That last test is exact for any strain: with positions ``x = D x0 + u`` (``u``
     the displacement beyond the cell's affine one), a pair vector becomes
