@@ -362,7 +362,8 @@ class _Bucket:
     charged: bool = True  # False: every job neutral with one atom type (charges 0)
     skin: float = 0.0  # [Å] list skin of the relaxations
     #: [Å] relaxations (atoms only) watch the pairs up to this far beyond the bond and
-    #: non-bonded cutoffs (:func:`watch_list`); moves > watch/2 are flagged
+    #: non-bonded cutoffs (:func:`watch_list`); moves > watch/2 (beyond a relaxing
+    #: cell's deformation; less when it compresses) are flagged (:func:`_extended_lists`)
     watch: float = 0.0
     r_cut: float = 10.0  # [Å] non-bonded cutoff of the force field
     #: estimated work of one parameter vector (:func:`_padded_cost`), set by :meth:`pad`
@@ -1446,7 +1447,9 @@ class ReaxFFEngine:
             beyond the bond and non-bonded cutoffs that its lists (built with
             ``skin``) leave out, and is redone with new lists when one comes within
             its cutoff or an atom moves more than ``watch / 2`` (default 6.0; with
-            ``watch <= skin``: when an atom moves more than ``skin / 2``).
+            ``watch <= skin``: when an atom moves more than ``skin / 2``); in a cell
+            relaxation the moves beyond the cell's deformation count, against a
+            bound that shrinks as the cell compresses.
         list_margin: bonds get angles/torsions/H-bonds above ``list_margin * 0.001``
             bond order at the force field's values (default 0.1).
         max_chunk: most parameter vectors per compiled call (default 64); batches
