@@ -361,7 +361,7 @@ class _Bucket:
     periodic: bool = False
     charged: bool = True  # False: every job neutral with one atom type (charges 0)
     skin: float = 0.0  # [Å] list skin of the relaxations
-    #: [Å] relaxations (atoms only) watch the pairs up to this far beyond the bond and
+    #: [Å] relaxations watch the pairs up to this far beyond the bond and
     #: non-bonded cutoffs (:func:`watch_list`); moves > watch/2 (beyond a relaxing
     #: cell's deformation; less when it compresses) are flagged (:func:`_extended_lists`)
     watch: float = 0.0
