@@ -8,6 +8,7 @@ on in JAX (not fall back to ASE), and end at the same minimum as the exact ASE p
 import logging
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 from ase import Atoms
@@ -86,3 +87,37 @@ def test_bonds_of_types_without_angle_parameters_never_overflow(shared_data) -> 
     assert top.bond_mask.any() and top.listed[top.bond_mask].all()
     water = ReaxFFModel(read_ffield(FFIELD))
     assert water.type_in_lists.tolist() == [True, True]
+
+
+def test_restarts_of_different_jobs_share_one_compiled_shape(caplog) -> None:
+    """Restarted relaxations pad to one shape (at least their bucket's, and the
+    largest restart's so far): a water molecule and a water dimer that both outgrow
+    their lists compile one restart shape between them (the dimer restarts first; the
+    water's restart fits its shape), and still end where ASE ends."""
+    water = _stretched_water()
+    dimer_atoms = water.atoms + water.atoms.copy()
+    dimer_atoms.positions[3:] += [0.0, 0.0, 6.0]
+    dimer = Job("dimer", dimer_atoms, water.task)
+    engine = ReaxFFEngine(FFIELD, skin=0.2)
+    iface = engine.default_interface()
+    x = iface.values[None]
+    fn = engine.setup([dimer, water], iface.names)
+    (bucket,) = fn.buckets
+    values = fn._values_fn(bucket)  # shared by the engines of this force field
+    jax.clear_caches()  # count only this test's compiled shapes
+    with caplog.at_level(logging.INFO, logger="parafit.engines.reaxff.engine"):
+        got = fn(x)
+    assert caplog.text.count("1 redone in JAX with new lists") == 2
+    assert len(fn._restart_sizes) == 1  # one kind of relaxation restarted
+    (sizes,) = fn._restart_sizes.values()
+    assert all(sizes[k] >= bucket.padded[k] for k in bucket.padded)
+    # the bucket's shape and one restart shape for both jobs
+    assert values._cache_size() == 2
+    exact = ReaxFFEngine(FFIELD, skin=0.2, max_restarts=0).setup(
+        [dimer, water], iface.names
+    )(x)
+    for job_id in ("w", "dimer"):
+        np.testing.assert_allclose(got[job_id].energy, exact[job_id].energy, atol=1e-6)
+        np.testing.assert_allclose(
+            got[job_id].positions, exact[job_id].positions, atol=2e-3
+        )

@@ -200,8 +200,9 @@ class BondedTables:
     Attributes:
         general: (n_general,) general parameters.
         atom: (n_types, 32) atom parameters, Val_val replaced by Val_boc for mass < 21.
-        r_s, r_p, r_pp: (n_types, n_types) pair radii [Å] (mean, or off-diagonal > 0).
-        sw_s, sw_p, sw_pp: (n_types, n_types) bool, both atom radii > 0.
+        log_r_s, log_r_p, log_r_pp: (n_types, n_types) log of the pair radii [Å] (mean,
+            or off-diagonal > 0); 0 where the component is off.
+        sw_s, sw_p, sw_pp: (n_types, n_types) bool, both atom radii > 0 (component on).
         bond: (n_types, n_types, 16) bond-block rows (0 where the pair has none).
         p_boc3, p_boc4, p_boc5: (n_types, n_types) geometric means of the atom values.
         angle: (n_slots, n_types, n_types, n_types, 7) angle rows (0 where none).
@@ -211,9 +212,9 @@ class BondedTables:
 
     general: jax.Array
     atom: jax.Array
-    r_s: jax.Array
-    r_p: jax.Array
-    r_pp: jax.Array
+    log_r_s: jax.Array
+    log_r_p: jax.Array
+    log_r_pp: jax.Array
     sw_s: jax.Array
     sw_p: jax.Array
     sw_pp: jax.Array
@@ -233,9 +234,9 @@ jax.tree_util.register_dataclass(
     data_fields=[
         "general",
         "atom",
-        "r_s",
-        "r_p",
-        "r_pp",
+        "log_r_s",
+        "log_r_p",
+        "log_r_pp",
         "sw_s",
         "sw_p",
         "sw_pp",
@@ -277,29 +278,30 @@ def bonded_tables(
     off = _gather_rows(offdiag_params, static.offdiag_index)
     has_off = static.offdiag_index >= 0
 
-    def radius(col: int, off_col: int) -> tuple[jax.Array, jax.Array]:
+    def log_radius(col: int, off_col: int) -> tuple[jax.Array, jax.Array]:
         v = a[:, col]
         mean = 0.5 * (v[:, None] + v[None, :])
         value = off[..., off_col]
         r = jnp.where(has_off & (value > 0), value, mean)
-        return r, (v[:, None] > 0) & (v[None, :] > 0)
+        on = (v[:, None] > 0) & (v[None, :] > 0) & (r > 0)
+        return jnp.log(jnp.where(on, r, 1.0)), on
 
     def geo(col: int) -> jax.Array:
         prod = a[:, col][:, None] * a[:, col][None, :]
         pos = prod > 0
         return jnp.where(pos, jnp.sqrt(jnp.where(pos, prod, 1.0)), 0.0)
 
-    r_s, sw_s = radius(_RS, 3)
-    r_p, sw_p = radius(_RPI, 4)
-    r_pp, sw_pp = radius(_RPP, 5)
+    log_r_s, sw_s = log_radius(_RS, 3)
+    log_r_p, sw_p = log_radius(_RPI, 4)
+    log_r_pp, sw_pp = log_radius(_RPP, 5)
     torsion = _gather_rows(torsion_params, static.torsion_index)
     hbond = _gather_rows(hbond_params, static.hbond_index)
     return BondedTables(
         general=jnp.asarray(general),
         atom=a,
-        r_s=r_s,
-        r_p=r_p,
-        r_pp=r_pp,
+        log_r_s=log_r_s,
+        log_r_p=log_r_p,
+        log_r_pp=log_r_pp,
         sw_s=sw_s,
         sw_p=sw_p,
         sw_pp=sw_pp,
@@ -446,22 +448,25 @@ def bond_orders(
     bp = t.bond[ti, tj]
     bo_cut = 0.01 * g[_BOCUT]
 
+    # (r / r0)^p_bo as exp(p_bo (ln r - ln r0)): one log per bond for the three
+    # components and no pow in the gradient (the bond list is the largest array)
+    log_r = jnp.log(jnp.where(r > 0, r, 1.0))
+
     def component(
-        radius: jax.Array, switch: jax.Array, pa: jax.Array, pb: jax.Array
+        log_radius: jax.Array, on: jax.Array, pa: jax.Array, pb: jax.Array
     ) -> jax.Array:
-        on = switch & (radius > 0)
-        ratio = r / jnp.where(on, radius, 1.0)
         # the exponent is zeroed where the component is off *before* exp, so that a
         # positive p_bo (e.g. p_bo5 sampled in [-1, 1]) cannot overflow there and turn
         # the masked-out gradient into inf * 0 = NaN
-        exponent = jnp.where(on, pa * _safe_pow(ratio, pb), 0.0)
+        log_ratio = jnp.where(on & (r > 0), log_r - log_radius, 0.0)
+        exponent = jnp.where(on & (r > 0), pa * jnp.exp(pb * log_ratio), 0.0)
         return jnp.where(on, jnp.exp(exponent), 0.0)
 
     s = (1.0 + bo_cut) * component(
-        t.r_s[ti, tj], t.sw_s[ti, tj], bp[:, _BO1], bp[:, _BO2]
+        t.log_r_s[ti, tj], t.sw_s[ti, tj], bp[:, _BO1], bp[:, _BO2]
     )
-    p = component(t.r_p[ti, tj], t.sw_p[ti, tj], bp[:, _BO3], bp[:, _BO4])
-    pp = component(t.r_pp[ti, tj], t.sw_pp[ti, tj], bp[:, _BO5], bp[:, _BO6])
+    p = component(t.log_r_p[ti, tj], t.sw_p[ti, tj], bp[:, _BO3], bp[:, _BO4])
+    pp = component(t.log_r_pp[ti, tj], t.sw_pp[ti, tj], bp[:, _BO5], bp[:, _BO6])
     raw = s + p + pp
     is_bond = top.bond_mask & (r <= BOND_CUTOFF) & (raw >= bo_cut)
     bo0 = jnp.where(is_bond, raw - bo_cut, 0.0)
@@ -477,12 +482,11 @@ def bond_orders(
     dp_boc = total0 - val_val
 
     p_boc1, p_boc2 = g[_BOC1], g[_BOC2]
-    dpi, dpj = dp[top.bond_i], dp[top.bond_j]
     vi, vj = val[top.bond_i], val[top.bond_j]
-    f2 = jnp.exp(-p_boc1 * dpi) + jnp.exp(-p_boc1 * dpj)
-    f3 = (
-        -1.0 / p_boc2 * jnp.log(0.5 * (jnp.exp(-p_boc2 * dpi) + jnp.exp(-p_boc2 * dpj)))
-    )
+    # exponentials per atom, gathered per bond (n_atoms << n_bonds)
+    exp1, exp2 = jnp.exp(-p_boc1 * dp), jnp.exp(-p_boc2 * dp)
+    f2 = exp1[top.bond_i] + exp1[top.bond_j]
+    f3 = -1.0 / p_boc2 * jnp.log(0.5 * (exp2[top.bond_i] + exp2[top.bond_j]))
     f1 = 0.5 * ((vi + f2) / (vi + f2 + f3) + (vj + f2) / (vj + f2 + f3))
     f1 = jnp.where(bp[:, _OVC] >= 0.001, f1, 1.0)
     boc3, boc4, boc5 = t.p_boc3[ti, tj], t.p_boc4[ti, tj], t.p_boc5[ti, tj]

@@ -370,27 +370,44 @@ class _Bucket:
     work: float = 0.0
     #: (n_types,) the model's ``type_in_lists`` (bonds of other types need no angles)
     type_in_lists: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    #: the padded sizes, set by :meth:`pad`
+    padded: dict[str, int] = field(default_factory=dict)
 
-    def pad(self) -> None:
-        """(Re)compute padded sizes and the stacked input arrays.
+    def pad(self, floor: dict[str, int] | None = None) -> dict[str, int]:
+        """(Re)compute padded sizes and the stacked input arrays; returns the padded
+        sizes (``atoms``, ``bonds``, ``angles``, ``torsions``, ``hbonds``, ``pairs``,
+        ``restraints``, ``watch_bonds``, ``watch_pairs``).
 
         The structure axis is padded too (with copies of the first structure, whose
         results are ignored) to a round size, so that buckets of about the same size,
         e.g. a training and a validation set, share one compiled shape.
+
+        ``floor``: sizes to pad to at least (a size that exceeds its floor is
+        rounded up to a power of two), so that buckets padded to one floor share
+        one compiled shape (see :meth:`ReaxFFFn._restart`).
         """
+        floor = floor or {}
+
+        def size(name: str, needed: int) -> int:
+            if name not in floor:
+                return round_size(needed)
+            if needed <= floor[name]:
+                return floor[name]
+            return 1 << (int(needed) - 1).bit_length()
+
         plans = self.plans + [self.plans[0]] * (
             round_size(len(self.plans)) - len(self.plans)
         )
         raw = [topology_sizes(p.lists.topology) for p in plans]
-        self.n_atoms = round_size(max(len(p.job.atoms) for p in plans))
+        self.n_atoms = size("atoms", max(len(p.job.atoms) for p in plans))
         self.sizes = ListSizes(
             atoms=self.n_atoms,
-            bonds=round_size(max(s.bonds for s in raw)),
-            angles=round_size(max(s.angles for s in raw)),
-            torsions=round_size(max(s.torsions for s in raw)),
-            hbonds=round_size(max(s.hbonds for s in raw)),
+            bonds=size("bonds", max(s.bonds for s in raw)),
+            angles=size("angles", max(s.angles for s in raw)),
+            torsions=size("torsions", max(s.torsions for s in raw)),
+            hbonds=size("hbonds", max(s.hbonds for s in raw)),
         )
-        self.n_pairs = round_size(max(p.lists.pairs.i.size for p in plans))
+        self.n_pairs = size("pairs", max(p.lists.pairs.i.size for p in plans))
         padded = {**vars(self.sizes), "pairs": self.n_pairs}
         self.work = _padded_cost(
             len(plans), np.array([padded[f] for f in _COST_FIELDS])
@@ -401,14 +418,14 @@ class _Bucket:
             else 0
             for p in plans
         ]
-        self.n_restraints = max(1, max(n_r))
+        self.n_restraints = size("restraints", max(1, max(n_r)))
         na = self.n_atoms
         # the pairs a relaxation watches, bond and non-bonded; one padding entry
         # (the last) at least, which unused slots of the extra lists point to
         bond_watch = [self._watch_list(p, BOND_CUTOFF) for p in plans]
         pair_watch = [self._watch_list(p, self.r_cut) for p in plans]
-        n_bw = round_size(max(w[0].size for w in bond_watch) + 1)
-        n_pw = round_size(max(w[0].size for w in pair_watch) + 1)
+        n_bw = size("watch_bonds", max(w[0].size for w in bond_watch) + 1)
+        n_pw = size("watch_pairs", max(w[0].size for w in pair_watch) + 1)
         types, pos, fixed, charge, tops, pairs, rest = [], [], [], [], [], [], []
         fmax, steps = [], []
         for p in plans:
@@ -496,6 +513,14 @@ class _Bucket:
         self.periodic = any(has_stress(p.job.atoms) for p in self.plans)
         self.charged = any(needs_charges(p.types, p.charge) for p in self.plans)
         self.fns.clear()
+        self.padded = {
+            **vars(self.sizes),
+            "pairs": self.n_pairs,
+            "restraints": self.n_restraints,
+            "watch_bonds": n_bw,
+            "watch_pairs": n_pw,
+        }
+        return self.padded
 
     def _watch_list(
         self, plan: _Plan, cutoff: float
@@ -541,6 +566,9 @@ class ReaxFFFn:
         #: ...), set by the objective; a single-point bucket whose jobs are read for
         #: energies only gets the (much cheaper to compile) energy jacobian alone.
         self.jacobian_fields: dict[str, frozenset[str]] | None = None
+        #: padded sizes of the restarted relaxations so far, by compiled function
+        #: (:meth:`_restart`): restarts of all jobs pad to them and share one shape
+        self._restart_sizes: dict[tuple[Any, ...], dict[str, int]] = {}
         groups: dict[tuple[str, bool], list[_Plan]] = {}
         with jax.enable_x64(True):
             for job in self._expand_rigid_scans(self.jobs):
@@ -1139,9 +1167,7 @@ class ReaxFFFn:
         :meth:`_restart`), else exactly through ASE."""
         job = plan.job
         redone: dict[int, JobResults] = {}
-        redone.update(
-            self._restart(plan, bucket.kind, bucket.relax_cell, x, result, rows)
-        )
+        redone.update(self._restart(plan, bucket, x, result, rows))
         exact_rows = [int(r) for r in rows if int(r) not in redone]
         logger.info(
             "job %r: %d parameter vector(s) outgrew the interaction lists; %d redone "
@@ -1189,8 +1215,7 @@ class ReaxFFFn:
     def _restart(
         self,
         plan: _Plan,
-        kind: str,
-        relax_cell: bool,
+        bucket: _Bucket,
         x: np.ndarray,
         result: JobResults,
         rows: np.ndarray,
@@ -1203,8 +1228,13 @@ class ReaxFFFn:
         ``engine.max_restarts`` times, each time for the pairs still outgrowing their
         lists. A relaxation starts again from the job's geometry, so it takes the same
         steps as the exact path. Returns one-vector results by row; rows missing from
-        it go to ASE."""
+        it go to ASE.
+
+        All restarts of one kind of relaxation pad to one shape, at least the
+        ``bucket``'s and the largest restart's so far, so that they share one
+        compilation."""
         job, task = plan.job, plan.job.task
+        kind, relax_cell = bucket.kind, bucket.relax_cell
         relaxes = isinstance(task, GeometryOptimization)
         n = len(job.atoms)
         start = job.atoms.positions
@@ -1276,7 +1306,25 @@ class ReaxFFFn:
                 r_cut=self.model.r_cut,
                 type_in_lists=self.model.type_in_lists,
             )
-            single.pad()
+            # one padded shape for the restarts of every job relaxed this way (the
+            # largest so far): restarts are rare and differ in size from job to job,
+            # and a new shape costs a trace and compilation (~30 s for a cobalt
+            # surface) against milliseconds for the padding
+            shape_key = (
+                kind,
+                relax_cell,
+                has_stress(job.atoms),
+                needs_charges(plan.types, plan.charge),
+            )
+            floor = dict(bucket.padded)
+            for name, n_max in self._restart_sizes.get(shape_key, {}).items():
+                floor[name] = max(floor[name], n_max)
+            sizes = single.pad(floor=floor)
+            if sizes != self._restart_sizes.get(shape_key):
+                logger.debug(
+                    "restarts of %s padded to %s (a new shape)", shape_key, sizes
+                )
+            self._restart_sizes[shape_key] = sizes
             self._release_compiled_if_needed()
             values: list[dict[str, np.ndarray]] = []
             try:
