@@ -134,7 +134,7 @@ def test_engines_of_one_force_field_share_compiled_functions(water_fn) -> None:
     other = ReaxFFEngine(FFIELD).setup(jobs[:1], iface.names)
     other(iface.values[None])
     assert other.model is fn.model
-    assert other.buckets[0].fns["values", False] is fn.buckets[0].fns["values", False]
+    assert other.buckets[0].fns["values"] is fn.buckets[0].fns["values"]
 
 
 def test_large_batches_are_cut_into_chunks_of_one_shape() -> None:

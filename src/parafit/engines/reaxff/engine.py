@@ -372,10 +372,6 @@ class _Bucket:
     type_in_lists: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     #: the padded sizes, set by :meth:`pad`
     padded: dict[str, int] = field(default_factory=dict)
-    #: relax the structures in lock-step (vmap) although the engine relaxes them
-    #: one after another: set after each call in which lock-step would have wasted
-    #: less than 10 % of the steps (:meth:`ReaxFFFn._update_lockstep`)
-    lockstep: bool = False
 
     def pad(self, floor: dict[str, int] | None = None) -> dict[str, int]:
         """(Re)compute padded sizes and the stacked input arrays; returns the padded
@@ -668,14 +664,12 @@ class ReaxFFFn:
     def _values_fn(self, bucket: _Bucket) -> Any:
         """The bucket's compiled values function (shared by buckets of one kind; the
         list skin a relaxation is checked against is an input, ``arrays["skin"]``)."""
-        sequential = (
-            bucket.kind != "sp" and self._relax_sequential() and not bucket.lockstep
-        )
-        if ("values", sequential) in bucket.fns:
-            return bucket.fns["values", sequential]
+        if "values" in bucket.fns:
+            return bucket.fns["values"]
         model, kind = self.model, bucket.kind
         relax_cell, periodic = bucket.relax_cell, bucket.periodic
         charged = bucket.charged
+        sequential = kind != "sp" and self._relax_sequential()
 
         def one(tables: Tables, s: dict[str, Any]) -> dict[str, jax.Array]:
             n = s["positions"].shape[0]
@@ -795,7 +789,7 @@ class ReaxFFFn:
             return jax.vmap(per_vector)(x)
 
         shared_key = ("bucket-values", kind, relax_cell, periodic, charged, sequential)
-        return self._share(bucket, ("values", sequential), shared_key, batch)
+        return self._share(bucket, "values", shared_key, batch)
 
     def _jacobian_fn(self, bucket: _Bucket, grad_indices: tuple[int, ...]) -> Any:
         key = ("jac", grad_indices)
@@ -1017,27 +1011,6 @@ class ReaxFFFn:
             return self.engine.relax_sequential
         return jax.default_backend() == "cpu"
 
-    def _update_lockstep(
-        self, bucket: _Bucket, n_steps: np.ndarray, finite: np.ndarray
-    ) -> None:
-        """Choose, from the FIRE steps of the last call (n_vectors, n_structures), how
-        a relaxation bucket runs next when the engine relaxes one after another by
-        default: in lock-step if that wastes < 10 % of the steps, i.e. every structure
-        took about as many steps as the slowest (disulfide's 24- and 26-atom
-        molecules, both stopped by their 50-step limit: lock-step runs both in one
-        step call, 25 instead of 31 ms per vector), else one after another (cobalt:
-        0 to 50 steps in one bucket)."""
-        if bucket.kind == "sp" or self.engine.relax_sequential is not None:
-            return
-        if not self._relax_sequential():
-            return
-        steps = np.asarray(n_steps, float)[finite]
-        if steps.size == 0:
-            return
-        slowest = np.maximum(steps.max(axis=1), 1.0)
-        used = steps.sum(axis=1) / (steps.shape[1] * slowest)
-        bucket.lockstep = bool(used.mean() >= 0.9)
-
     def _chunk_size(self, bucket: _Bucket) -> int:
         """Parameter vectors per compiled call of a bucket: ``max_chunk``, except on
         a CPU: single points as many as keep the call's arrays in cache (at most
@@ -1103,7 +1076,6 @@ class ReaxFFFn:
             )
             return {p.job.id: self._failed(p.job, len(x)) for p in bucket.plans}
         v = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        self._update_lockstep(bucket, v["n_steps"], finite)
         jac = (
             {k: np.concatenate([p[k] for p in jparts]) for k in jparts[0]}
             if jparts
@@ -1540,8 +1512,7 @@ class ReaxFFEngine:
             lock-step (``vmap``: every one runs until the slowest stops). Default:
             one after another on CPU (cobalt at ``ffield_lit``: 1.7 s instead of
             6.1 s per evaluation, 92 surface and bulk relaxations of 0 to 50 steps
-            in one bucket), except for buckets whose last call would have wasted
-            < 10 % of the steps in lock-step; lock-step on GPU.
+            in one bucket), lock-step on GPU.
         max_restarts: a (vector, job) that outgrows its lists is redone in JAX
             with lists rebuilt for that vector and a larger skin (up to 8 Å), up to
             this many times (default 3; 0: straight to the exact ASE path).
