@@ -134,7 +134,7 @@ def test_engines_of_one_force_field_share_compiled_functions(water_fn) -> None:
     other = ReaxFFEngine(FFIELD).setup(jobs[:1], iface.names)
     other(iface.values[None])
     assert other.model is fn.model
-    assert other.buckets[0].fns["values"] is fn.buckets[0].fns["values"]
+    assert other.buckets[0].fns["values", True] is fn.buckets[0].fns["values", True]
 
 
 def test_large_batches_are_cut_into_chunks_of_one_shape() -> None:
@@ -216,3 +216,41 @@ def test_energy_only_data_sets_get_the_energy_jacobian_alone() -> None:
         down[0, k] -= h
         fd = (objective(up)[0] - objective(down)[0]) / (2 * h)
         assert grad[0, k] == pytest.approx(fd, rel=1e-5, abs=1e-6 * max(1.0, loss[0]))
+
+
+def test_single_points_read_for_energies_and_charges_skip_their_forces() -> None:
+    """Single points whose energies and charges alone are read compute no forces
+    (``forces`` None, the gradient skipped) and the same energies and charges; a
+    bucket with a job read for its forces keeps them."""
+    from parafit.dataset import DataSet
+    from parafit.jobs import JobCollection
+    from parafit.objective import Objective
+
+    stretched = _water()
+    stretched.positions[1, 0] += 0.2
+    jobs = JobCollection([Job("eq", _water()), Job("st", stretched)])
+    engine = ReaxFFEngine(FFIELD)
+    iface = engine.default_interface()
+    x = np.repeat(iface.values[None], 2, axis=0)
+    x[1, iface.names.index("H.O:D_e^sigma")] *= 1.05
+    full = engine.setup(list(jobs), iface.names)(x)
+
+    training = DataSet()
+    training.add_entry("energy('st') - energy('eq')", 1.0, sigma=0.1)
+    training.add_entry("charges('eq', 0)", -0.6, sigma=0.1)
+    fn = Objective(engine, iface, jobs, training)._training_fn
+    assert all(fn._skips_forces(b) for b in fn.buckets)
+    got = fn(x)
+    for job_id in ("eq", "st"):
+        assert got[job_id].forces is None
+        assert np.abs(full[job_id].forces).max() > 0
+        np.testing.assert_allclose(got[job_id].energy, full[job_id].energy, rtol=1e-12)
+        np.testing.assert_allclose(
+            got[job_id].charges, full[job_id].charges, atol=1e-12
+        )
+
+    training.add_entry("forces('st', 1, 0)", 0.0, sigma=1.0)
+    fn = Objective(engine, iface, jobs, training)._training_fn
+    assert not any(fn._skips_forces(b) for b in fn.buckets)
+    got = fn(x)
+    np.testing.assert_allclose(got["st"].forces, full["st"].forces, rtol=1e-10)

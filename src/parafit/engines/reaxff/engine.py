@@ -564,7 +564,8 @@ class ReaxFFFn:
         self._scan_of_point: dict[str, str] = {}  # "<scan id>#<k>" -> scan id
         #: job id -> what the data sets read of it (``energy``, ``forces``, ``scan``,
         #: ...), set by the objective; a single-point bucket whose jobs are read for
-        #: energies only gets the (much cheaper to compile) energy jacobian alone.
+        #: energies only gets the (much cheaper to compile) energy jacobian alone, and
+        #: one read for energies and charges only skips its forces (``forces`` None).
         self.jacobian_fields: dict[str, frozenset[str]] | None = None
         #: padded sizes of the restarted relaxations so far, by compiled function
         #: (:meth:`_restart`): restarts of all jobs pad to them and share one shape
@@ -664,8 +665,9 @@ class ReaxFFFn:
     def _values_fn(self, bucket: _Bucket) -> Any:
         """The bucket's compiled values function (shared by buckets of one kind; the
         list skin a relaxation is checked against is an input, ``arrays["skin"]``)."""
-        if "values" in bucket.fns:
-            return bucket.fns["values"]
+        with_forces = not self._skips_forces(bucket)
+        if ("values", with_forces) in bucket.fns:
+            return bucket.fns["values", with_forces]
         model, kind = self.model, bucket.kind
         relax_cell, periodic = bucket.relax_cell, bucket.periodic
         charged = bucket.charged
@@ -749,7 +751,11 @@ class ReaxFFFn:
                 pos, n_steps, converged = res.positions, res.n_steps, res.converged
                 watched = res.watched
                 lists = _extended_lists(s, pos)[:2]
-            if periodic:
+            if not with_forces:
+                e, (q, overflow) = energy(pos, eye, lists)
+                grad = jnp.zeros_like(pos)
+                d_strain = jnp.zeros((3, 3), pos.dtype)
+            elif periodic:
 
                 def strained(x: jax.Array, strain: jax.Array) -> tuple[jax.Array, Any]:
                     return energy(x @ strain.T, strain @ deformation, lists)
@@ -767,7 +773,7 @@ class ReaxFFFn:
                 "energy": e * KCAL_MOL,
                 "forces": -grad * KCAL_MOL,
                 "stress": stress_voigt(d_strain, cell) * KCAL_MOL
-                if periodic
+                if periodic and with_forces
                 else jnp.zeros(6, pos.dtype),
                 "charges": q,
                 "positions": pos,
@@ -788,8 +794,16 @@ class ReaxFFFn:
 
             return jax.vmap(per_vector)(x)
 
-        shared_key = ("bucket-values", kind, relax_cell, periodic, charged, sequential)
-        return self._share(bucket, "values", shared_key, batch)
+        shared_key = (
+            "bucket-values",
+            kind,
+            relax_cell,
+            periodic,
+            charged,
+            sequential,
+            with_forces,
+        )
+        return self._share(bucket, ("values", with_forces), shared_key, batch)
 
     def _jacobian_fn(self, bucket: _Bucket, grad_indices: tuple[int, ...]) -> Any:
         key = ("jac", grad_indices)
@@ -960,16 +974,25 @@ class ReaxFFFn:
         bucket.fns[key] = fn
         return fn
 
-    def _energy_only(self, bucket: _Bucket) -> bool:
-        """Whether the data sets read nothing but energies of this single-point bucket."""
+    def _energy_only(
+        self, bucket: _Bucket, reads: frozenset[str] = frozenset({"energy", "scan"})
+    ) -> bool:
+        """Whether the data sets read nothing but ``reads`` (default: energies) of the
+        jobs of this single-point bucket."""
         if bucket.kind != "sp" or self.jacobian_fields is None:
             return False
         for plan in bucket.plans:
             job_id = self._scan_of_point.get(plan.job.id, plan.job.id)
             needs = self.jacobian_fields.get(job_id)
-            if needs is None or not needs <= {"energy", "scan"}:
+            if needs is None or not needs <= reads:
                 return False
         return True
+
+    def _skips_forces(self, bucket: _Bucket) -> bool:
+        """Whether this single-point bucket's forces and stress go unread (energies,
+        charges and scan energies only): its values function then skips the
+        gradient, about 40 % of a single point's cost."""
+        return self._energy_only(bucket, frozenset({"energy", "charges", "scan"}))
 
     # -- evaluation ----------------------------------------------------------------
 
@@ -1082,6 +1105,7 @@ class ReaxFFFn:
             else None
         )
         results: dict[str, JobResults] = {}
+        with_forces = not self._skips_forces(bucket)
         for s, plan in enumerate(bucket.plans):
             job = plan.job
             n = len(job.atoms)
@@ -1114,7 +1138,11 @@ class ReaxFFFn:
             ):
                 arr[failed] = np.nan
             cell = v["cell"][:, s].copy()
-            stress = v["stress"][:, s].copy() if has_stress(job.atoms) else None
+            stress = (
+                v["stress"][:, s].copy()
+                if has_stress(job.atoms) and with_forces
+                else None
+            )
             for arr in (cell, stress):
                 if arr is not None:
                     arr[failed] = np.nan
@@ -1124,7 +1152,7 @@ class ReaxFFFn:
                 cell=cell,
                 pbc=np.asarray(job.atoms.pbc, bool),
                 status=status,
-                forces=forces,
+                forces=forces if with_forces else None,
                 stress=stress,
                 charges=charges,
                 n_steps=v["n_steps"][:, s].astype(np.int64),
