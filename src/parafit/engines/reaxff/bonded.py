@@ -458,8 +458,9 @@ def bond_orders(
         # the exponent is zeroed where the component is off *before* exp, so that a
         # positive p_bo (e.g. p_bo5 sampled in [-1, 1]) cannot overflow there and turn
         # the masked-out gradient into inf * 0 = NaN
-        log_ratio = jnp.where(on & (r > 0), log_r - log_radius, 0.0)
-        exponent = jnp.where(on & (r > 0), pa * jnp.exp(pb * log_ratio), 0.0)
+        live = on & (r > 0)
+        log_ratio = jnp.where(live, log_r - log_radius, 0.0)
+        exponent = jnp.where(live, pa * jnp.exp(pb * log_ratio), 0.0)
         return jnp.where(on, jnp.exp(exponent), 0.0)
 
     s = (1.0 + bo_cut) * component(
