@@ -40,18 +40,32 @@ def prepare(
     optimizer: dict,
     exit_conditions: dict,
     engine_options: dict | None = None,
+    *,
+    interface_path: Path | None = None,
+    frozen_geometries: bool = False,
+    filename: str = "parafit.yaml",
+    seed: int = 0,
 ) -> Path:
-    """Write the job collection, data sets, interface and ``parafit.yaml``; return it."""
+    """Write the job collection, data sets, interface and an input file; return it.
+
+    ``interface_path``: start from this parameter interface (e.g. an earlier stage's
+    ``best/parameter_interface.yaml``) instead of ``ffield_lit`` with the ``params``
+    file. ``frozen_geometries``: geometry optimizations run as single points.
+    """
     from parafit.io.reaxff_import import import_reaxff_directory
     from parafit.io.reaxff_params import apply_params_file
+    from parafit.parameters import ParameterInterface
     from parafit.reaxff import interface_from_ffield, read_ffield
 
     source = DATA / name
     jobs, training, validation = import_reaxff_directory(source)
     jobs.save(workdir / "job_collection.yaml")
     training.save(workdir / "training_set.yaml")
-    ff = read_ffield(source / "ffield_lit")
-    interface = apply_params_file(interface_from_ffield(ff), ff, source / "params")
+    if interface_path is None:
+        ff = read_ffield(source / "ffield_lit")
+        interface = apply_params_file(interface_from_ffield(ff), ff, source / "params")
+    else:
+        interface = ParameterInterface.load(interface_path)
     interface.save(workdir / "parameter_interface.yaml")
     config: dict = {
         "task": "optimization",
@@ -66,12 +80,13 @@ def prepare(
         "optimizers": [optimizer],
         "exit_conditions": exit_conditions,
         "checkpoint": {"every_seconds": 300},
-        "seed": 0,
+        "frozen_geometries": frozen_geometries,
+        "seed": seed,
     }
     if validation is not None:
         validation.save(workdir / "validation_set.yaml")
         config["validation_set"] = {"path": "validation_set.yaml", "every": 10}
-    path = workdir / "parafit.yaml"
+    path = workdir / filename
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
@@ -128,6 +143,17 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="engine max_chunk: parameter vectors per compiled call (default 64)",
     )
+    parser.add_argument(
+        "--frozen-prefit",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="first run CMA-ES this long with frozen geometries (relaxations as "
+        "single points), then --optimizer from its best point with relaxations",
+    )
+    parser.add_argument("--prefit-sigma0", type=float, default=0.3)
+    parser.add_argument("--prefit-popsize", type=int, default=24)
+    parser.add_argument("--seed", type=int, default=0, help="optimizer seed")
     parser.add_argument("--output", type=Path, default=None, help="keep results here")
     parser.add_argument(
         "--quick", action="store_true", help="tiny budget, not recorded"
@@ -152,7 +178,49 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         engine_options = {} if args.max_chunk is None else {"max_chunk": args.max_chunk}
-        input_file = prepare(args.set, work, optimizer, exit_conditions, engine_options)
+        prefit: dict | None = None
+        start_interface: Path | None = None
+        if args.frozen_prefit > 0:
+            prefit_optimizer = {
+                "type": "cma",
+                "sigma0": args.prefit_sigma0,
+                "popsize": args.prefit_popsize,
+            }
+            prefit_input = prepare(
+                args.set,
+                work,
+                prefit_optimizer,
+                {"max_evaluations": 10**7, "time_limit": args.frozen_prefit},
+                engine_options,
+                frozen_geometries=True,
+                filename="prefit.yaml",
+                seed=args.seed,
+            )
+            prefit_dir = (
+                args.output.with_name(args.output.name + "_prefit")
+                if args.output
+                else work / "prefit_results"
+            )
+            t0 = time.perf_counter()
+            pre = parafit.run_task(prefit_input, prefit_dir, overwrite=True)
+            start_interface = work / "prefit_best_interface.yaml"
+            pre.interface.save(start_interface)
+            prefit = {
+                "optimizer": prefit_optimizer,
+                "best_frozen_training_loss": float(pre.best_loss),
+                "n_evaluations": int(pre.n_evaluations),
+                "wall_s": round(time.perf_counter() - t0, 1),
+            }
+            print(f"frozen-geometry prefit: {json.dumps(prefit)}", file=sys.stderr)
+        input_file = prepare(
+            args.set,
+            work,
+            optimizer,
+            exit_conditions,
+            engine_options,
+            interface_path=start_interface,
+            seed=args.seed,
+        )
         t0 = time.perf_counter()
         refs = reference_losses(input_file, args.set)
         t_refs = time.perf_counter() - t0
@@ -162,9 +230,11 @@ def main(argv: list[str] | None = None) -> int:
         wall = time.perf_counter() - t0
     record = {
         "name": f"fit_reaxff_{args.set}_{args.optimizer.replace('-', '_')}"
-        + ("_fd" if optimizer.get("gradient") == "finite-difference" else ""),
+        + ("_fd" if optimizer.get("gradient") == "finite-difference" else "")
+        + ("_after_frozen_prefit" if prefit else ""),
         "set": args.set,
         "optimizer": optimizer,
+        "seed": args.seed,
         "max_chunk": args.max_chunk,
         "n_active": int(result.interface.n_active),
         "max_evaluations": args.max_evaluations,
@@ -176,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
         "n_evaluations": int(result.n_evaluations),
         "stop_reasons": result.stop_reasons,
         "wall_s": round(wall, 1),
+        "frozen_prefit": prefit,
+        "total_wall_s": round(wall + (prefit["wall_s"] if prefit else 0.0), 1),
         "reference_losses_s": round(t_refs, 1),
         "reached_best": bool(result.best_loss <= refs["training_loss_best"]),
         "commit": git_commit(),

@@ -224,3 +224,19 @@ def test_yaml_text_is_readable(tmp_path: Path):
         "cell:" not in text.split("- id: water_go")[0]
     )  # no cell, no pbc for a molecule
     assert "pbc: [true, true, false]" in text
+
+
+def test_with_frozen_geometries_turns_only_relaxations_into_single_points() -> None:
+    jc = _collection()
+    frozen = jc.with_frozen_geometries()
+    assert frozen.ids == jc.ids
+    for job in jc:
+        out = frozen[job.id]
+        expected = (
+            SinglePoint
+            if isinstance(job.task, GeometryOptimization)
+            else type(job.task)
+        )
+        assert isinstance(out.task, expected)
+        assert out.atoms is job.atoms and out.metadata == job.metadata
+    assert isinstance(jc["water_go"].task, GeometryOptimization)  # original unchanged

@@ -239,3 +239,32 @@ def test_single_point_task(tmp_path: Path) -> None:
     assert result.training_loss < 1e-12
     d = tmp_path / "out/single_point/training_set_results"
     assert (d / "stats.txt").exists() and (d / "scatter_energy.png").exists()
+
+
+def test_frozen_geometries_run_relaxations_as_single_points(tmp_path: Path) -> None:
+    """``frozen_geometries: true`` scores a relaxation job at its input geometry."""
+    from dataclasses import replace
+
+    from parafit.jobs import GeometryOptimization, JobCollection
+
+    losses = {}
+    for frozen in (False, True):
+        inp = write_lj_problem(
+            tmp_path / f"in_{frozen}",
+            start=(TRUE_EPS, TRUE_RMIN),
+            extra_config={"task": "single_point", "frozen_geometries": frozen},
+        )
+        path = inp.parent / "job_collection.yaml"
+        jobs = JobCollection.load(path)
+        relaxing = JobCollection(
+            replace(j, task=GeometryOptimization(max_iterations=50, fmax=1e-4))
+            if j.id == "trimer"
+            else j
+            for j in jobs
+        )
+        relaxing.save(path)
+        losses[frozen] = run_task(inp, tmp_path / f"out_{frozen}").training_loss
+    # the references are the input geometries' energies and forces: relaxing the
+    # trimer moves it away from them, freezing it reproduces them
+    assert losses[False] > 1.0
+    assert losses[True] < 1e-12

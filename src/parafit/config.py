@@ -15,6 +15,7 @@ Example::
     optimizers: [{type: cma, sigma0: 0.3}]
     exit_conditions: {max_evaluations: 2000, time_limit: 600, target_loss: 1e-6}
     constraints: ["p['Ar.Ar:rmin'] > 3.0"]
+    frozen_geometries: false                 # true: geometry optimizations as single points
     parallel: {workers: 1}
     seed: 0
 """
@@ -182,6 +183,7 @@ class Config(_Strict):
     optimizers: list[dict[str, Any]] = Field(default_factory=lambda: [{"type": "cma"}])
     exit_conditions: ExitConditions = ExitConditions()
     constraints: list[str] = Field(default_factory=list)
+    frozen_geometries: bool = False
     parallel: ParallelConfig = ParallelConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
     logging: LoggingConfig = LoggingConfig()

@@ -11,7 +11,7 @@ are imported by :mod:`parafit.io`.
 
 import math
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -450,6 +450,21 @@ class JobCollection:
         for i in wanted:
             self[i]
         return JobCollection(j for j in self if j.id in wanted)
+
+    def with_frozen_geometries(self) -> "JobCollection":
+        """A copy in which every geometry optimization is a single point at its input geometry.
+
+        The cheap first stage of a fit ("frozen geometries"): no relaxation, so the
+        loss costs one energy-and-force call per job. PES scans are kept as they are.
+        What a data set reads of a relaxed geometry (distances, cell) is then the
+        input geometry's, a constant of the fit.
+        """
+        return JobCollection(
+            replace(j, task=SinglePoint())
+            if isinstance(j.task, GeometryOptimization)
+            else j
+            for j in self
+        )
 
     def __add__(self, other: "JobCollection") -> "JobCollection":
         return JobCollection([*self, *other])

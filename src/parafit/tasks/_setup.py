@@ -87,6 +87,8 @@ def build_problem(config: Config) -> Problem:
 
     interface = ParameterInterface.load(config.parameter_interface)
     jobs = JobCollection.load(config.job_collection)
+    if config.frozen_geometries:
+        jobs = jobs.with_frozen_geometries()
     training = DataSet.load(config.training_set.path)
     validation = (
         None
