@@ -17,6 +17,14 @@ One JSON line per run goes to stdout and ``benchmarks/results/cpu.jsonl``
 (``--quick``: tiny budget, nothing recorded). Example::
 
     python benchmarks/fit_reaxff.py --set cobalt --optimizer cma --max-evaluations 3000
+
+With ``--frozen-prefit SECONDS`` the run has two stages: CMA-ES with frozen geometries
+(every relaxation a single point at its input geometry, ``frozen_geometries: true``)
+for that long, then ``--optimizer`` with the relaxations from its best point; how
+cobalt gets below ``ffield_best`` (docs/reaxff.md)::
+
+    python benchmarks/fit_reaxff.py --set cobalt --frozen-prefit 2400 \
+        --optimizer l-bfgs-b --gradient finite-difference --time-limit 2700
 """
 
 import argparse
