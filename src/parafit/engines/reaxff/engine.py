@@ -514,8 +514,7 @@ class _Bucket:
         self.charged = any(needs_charges(p.types, p.charge) for p in self.plans)
         self.fns.clear()
         self.padded = {
-            **vars(self.sizes),
-            "pairs": self.n_pairs,
+            **padded,
             "restraints": self.n_restraints,
             "watch_bonds": n_bw,
             "watch_pairs": n_pw,
@@ -974,11 +973,9 @@ class ReaxFFFn:
         bucket.fns[key] = fn
         return fn
 
-    def _energy_only(
-        self, bucket: _Bucket, reads: frozenset[str] = frozenset({"energy", "scan"})
-    ) -> bool:
-        """Whether the data sets read nothing but ``reads`` (default: energies) of the
-        jobs of this single-point bucket."""
+    def _reads_only(self, bucket: _Bucket, reads: frozenset[str]) -> bool:
+        """Whether the data sets read nothing but ``reads`` (e.g. ``energy``,
+        ``charges``, ``scan``) of the jobs of this single-point bucket."""
         if bucket.kind != "sp" or self.jacobian_fields is None:
             return False
         for plan in bucket.plans:
@@ -988,11 +985,15 @@ class ReaxFFFn:
                 return False
         return True
 
+    def _energy_only(self, bucket: _Bucket) -> bool:
+        """Whether this single-point bucket is read for energies alone."""
+        return self._reads_only(bucket, frozenset({"energy", "scan"}))
+
     def _skips_forces(self, bucket: _Bucket) -> bool:
         """Whether this single-point bucket's forces and stress go unread (energies,
         charges and scan energies only): its values function then skips the
         gradient, about 40 % of a single point's cost."""
-        return self._energy_only(bucket, frozenset({"energy", "charges", "scan"}))
+        return self._reads_only(bucket, frozenset({"energy", "charges", "scan"}))
 
     # -- evaluation ----------------------------------------------------------------
 
