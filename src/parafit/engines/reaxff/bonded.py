@@ -51,8 +51,13 @@ __all__ = [
     "bond_orders",
     "bonded_energies",
     "bonded_static",
+    "bond_order_cutoff",
     "bonded_tables",
+    "far_bond_overflow",
     "list_overflow",
+    "segment_any",
+    "segment_total",
+    "uncorrected_bond_orders",
 ]
 
 #: Pair distance beyond which nothing is a bond [Å] (LAMMPS ``nbrhood_cutoff``).
@@ -78,6 +83,10 @@ _OVUN2, _VAL3, _VALVAL, _VAL5 = 24, 25, 27, 28
 # bond block
 _DES, _DEP, _DEPP, _BE1, _BO5, _V13, _BO6, _OVUN1 = 0, 1, 2, 3, 4, 5, 6, 7
 _BE2, _BO3, _BO4, _BO1, _BO2, _OVC = 8, 9, 10, 12, 13, 14
+
+
+#: Packed structures: (structure index of each atom (n_atoms,) int, n_structures).
+Segments = tuple[jax.Array, int]
 
 
 def _safe_pow(x: jax.Array, p: jax.Array) -> jax.Array:
@@ -337,6 +346,12 @@ class Topology:
             (n_hbonds, 3): x_Z = x[hbond_z] + hbond_shift; hbond_mask.
         listed: (n_bonds,) bool, bonds whose angles, torsions and H-bonds are listed
             (a bond with BO > 0.001 outside this set means the lists are too small).
+        far_i, far_j: (n_far,) int; far_shift (n_far, 3) [Å]; far_mask (n_far,): the
+            *far* candidates, pairs within the bond cutoff whose uncorrected bond
+            order was far below ``bo_cut`` when the lists were built. They are no
+            bonds (exactly as LAMMPS, which drops pairs with BO' < bo_cut), so they
+            are only checked (:func:`far_bond_overflow`), not carried through the bond
+            orders and their gradients; one that reaches ``bo_cut`` flags the lists.
     """
 
     atom_mask: np.ndarray
@@ -356,6 +371,10 @@ class Topology:
     hbond_shift: np.ndarray
     hbond_mask: np.ndarray
     listed: np.ndarray
+    far_i: np.ndarray
+    far_j: np.ndarray
+    far_shift: np.ndarray
+    far_mask: np.ndarray
 
 
 jax.tree_util.register_dataclass(
@@ -378,6 +397,10 @@ jax.tree_util.register_dataclass(
         "hbond_shift",
         "hbond_mask",
         "listed",
+        "far_i",
+        "far_j",
+        "far_shift",
+        "far_mask",
     ],
     meta_fields=[],
 )
@@ -432,22 +455,13 @@ def _atom_sum(values: jax.Array, centers: jax.Array, n_atoms: int) -> jax.Array:
     return jax.ops.segment_sum(values, centers, num_segments=n_atoms)
 
 
-def bond_orders(
-    t: BondedTables,
-    static: BondedStatic,
-    types: jax.Array,
-    positions: jax.Array,
-    top: Topology,
-) -> BondOrders:
-    """Uncorrected then corrected bond orders (LAMMPS ``BOp`` then ``BO``)."""
-    g = t.general
-    n = positions.shape[0]
-    d = positions[top.bond_j] + top.bond_shift - positions[top.bond_i]
-    r = _norm(d)
-    ti, tj = types[top.bond_i], types[top.bond_j]
+def _uncorrected(
+    t: BondedTables, r: jax.Array, ti: jax.Array, tj: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Uncorrected sigma (scaled by ``1 + bo_cut``), pi and double-pi bond orders of
+    pairs at distances r [Å] between atom types ti, tj (each (n_pairs,))."""
     bp = t.bond[ti, tj]
-    bo_cut = 0.01 * g[_BOCUT]
-
+    bo_cut = 0.01 * t.general[_BOCUT]
     # (r / r0)^p_bo as exp(p_bo (ln r - ln r0)): one log per bond for the three
     # components and no pow in the gradient (the bond list is the largest array)
     log_r = jnp.log(jnp.where(r > 0, r, 1.0))
@@ -468,6 +482,39 @@ def bond_orders(
     )
     p = component(t.log_r_p[ti, tj], t.sw_p[ti, tj], bp[:, _BO3], bp[:, _BO4])
     pp = component(t.log_r_pp[ti, tj], t.sw_pp[ti, tj], bp[:, _BO5], bp[:, _BO6])
+    return s, p, pp
+
+
+def bond_order_cutoff(t: BondedTables) -> jax.Array:
+    """``bo_cut`` = 0.01 * general #30: pairs with BO' below it are no bonds."""
+    return 0.01 * t.general[_BOCUT]
+
+
+def uncorrected_bond_orders(
+    t: BondedTables, r: jax.Array, ti: jax.Array, tj: jax.Array
+) -> jax.Array:
+    """(n_pairs,) uncorrected bond orders BO' (sigma scaled by ``1 + bo_cut``, as
+    compared with ``bo_cut``) of pairs at distances r [Å] between types ti, tj."""
+    s, p, pp = _uncorrected(t, r, ti, tj)
+    return s + p + pp
+
+
+def bond_orders(
+    t: BondedTables,
+    static: BondedStatic,
+    types: jax.Array,
+    positions: jax.Array,
+    top: Topology,
+) -> BondOrders:
+    """Uncorrected then corrected bond orders (LAMMPS ``BOp`` then ``BO``)."""
+    g = t.general
+    n = positions.shape[0]
+    d = positions[top.bond_j] + top.bond_shift - positions[top.bond_i]
+    r = _norm(d)
+    ti, tj = types[top.bond_i], types[top.bond_j]
+    bp = t.bond[ti, tj]
+    bo_cut = 0.01 * g[_BOCUT]
+    s, p, pp = _uncorrected(t, r, ti, tj)
     raw = s + p + pp
     is_bond = top.bond_mask & (r <= BOND_CUTOFF) & (raw >= bo_cut)
     bo0 = jnp.where(is_bond, raw - bo_cut, 0.0)
@@ -534,10 +581,52 @@ def bond_orders(
     )
 
 
-def list_overflow(b: BondOrders, top: Topology) -> jax.Array:
+def segment_any(
+    flags: jax.Array, owners: jax.Array, segment: Segments | None
+) -> jax.Array:
+    """Whether any of ``flags`` (n,) is true: a () bool, or (n_structures,) with
+    ``segment`` (see :func:`segment_total`)."""
+    if segment is None:
+        return jnp.any(flags)
+    of_atom, n_structures = segment
+    hits = jax.ops.segment_max(
+        flags.astype(jnp.int32), of_atom[owners], num_segments=n_structures
+    )
+    return hits > 0
+
+
+def list_overflow(
+    b: BondOrders, top: Topology, segment: Segments | None = None
+) -> jax.Array:
     """True if a bond outside ``top.listed`` has BO > 0.001 (its angles, torsions and
-    H-bonds would be missing: the lists must be rebuilt for these parameters)."""
-    return jnp.any(top.bond_mask & ~top.listed & (b.bo > THB_CUT))
+    H-bonds would be missing: the lists must be rebuilt for these parameters); per
+    structure with ``segment``."""
+    return segment_any(
+        top.bond_mask & ~top.listed & (b.bo > THB_CUT), top.bond_i, segment
+    )
+
+
+def far_bond_overflow(
+    t: BondedTables,
+    types: jax.Array,
+    positions: jax.Array,
+    top: Topology,
+    segment: Segments | None = None,
+) -> jax.Array:
+    """True if a far candidate (see :class:`Topology`) within the bond cutoff has an
+    uncorrected bond order >= ``bo_cut``: it would be a bond, so the lists must be
+    rebuilt for these parameters or positions (per structure with ``segment``). No
+    gradient flows through it."""
+    x = jax.lax.stop_gradient(positions)
+    d = x[top.far_j] + jax.lax.stop_gradient(top.far_shift) - x[top.far_i]
+    r = jnp.sqrt(jnp.sum(d * d, axis=-1))
+    raw = uncorrected_bond_orders(
+        jax.lax.stop_gradient(t), r, types[top.far_i], types[top.far_j]
+    )
+    bo_cut = jax.lax.stop_gradient(bond_order_cutoff(t))
+    return segment_any(
+        top.far_mask & (r <= BOND_CUTOFF) & (raw >= bo_cut), top.far_i, segment
+    )
 
 
 def _cos_angle(u: jax.Array, v: jax.Array) -> jax.Array:
@@ -558,20 +647,42 @@ def _acos(c: jax.Array) -> jax.Array:
     )
 
 
+def segment_total(
+    values: jax.Array, owners: jax.Array, segment: Segments | None
+) -> jax.Array:
+    """Sum of ``values`` (n,): a scalar, or per structure (n_structures,) when
+    ``segment`` says which structure each atom belongs to (``owners`` (n,): the atom
+    each value belongs to)."""
+    if segment is None:
+        return jnp.sum(values)
+    of_atom, n_structures = segment
+    return jax.ops.segment_sum(values, of_atom[owners], num_segments=n_structures)
+
+
 def bonded_energies(
     t: BondedTables,
     static: BondedStatic,
     types: jax.Array,
     positions: jax.Array,
     top: Topology,
+    segment: Segments | None = None,
 ) -> tuple[dict[str, jax.Array], BondOrders]:
     """Bonded energies [kcal/mol] of one structure and its bond orders.
+
+    ``segment``: for several structures packed into one (their lists side by side),
+    ``(structure of each atom (n_atoms,) int, n_structures)``; each energy is then
+    (n_structures,).
 
     Returns:
         ({"E_bond", "E_lone_pair", "E_over", "E_under", "E_val", "E_pen", "E_coa",
         "E_tors", "E_conj", "E_hb"}, bond orders).
     """
     g = t.general
+    atoms = jnp.arange(positions.shape[0])
+
+    def total(values: jax.Array, owners: jax.Array) -> jax.Array:
+        return segment_total(values, owners, segment)
+
     atom = t.atom
     n = positions.shape[0]
     b = bond_orders(t, static, types, positions, top)
@@ -600,7 +711,7 @@ def bonded_energies(
     )
     e_trip = g[_TRIP1] * exphu * hulpov * (exphua + exphub)
     e_bond = e_bond + jnp.where(trip_on & (b.bo >= 1.0), e_trip, 0.0)
-    out["E_bond"] = jnp.sum(jnp.where(b.bo > 0, e_bond, 0.0))
+    out["E_bond"] = total(jnp.where(b.bo > 0, e_bond, 0.0), top.bond_i)
 
     # lone pairs (+ C2 correction)
     p_lp2 = atom[types, _LP2]
@@ -612,7 +723,9 @@ def bonded_energies(
     e_c2 = jnp.where(
         cc & (vov3 > 3.0) & (g[_KC2] > 0.001), g[_KC2] * (vov3 - 3.0) ** 2, 0.0
     )
-    out["E_lone_pair"] = jnp.sum(jnp.where(amask, e_lp, 0.0)) + jnp.sum(e_c2)
+    out["E_lone_pair"] = total(jnp.where(amask, e_lp, 0.0), atoms) + total(
+        e_c2, centers
+    )
 
     # over- and under-coordination
     dfvl = jnp.where(jnp.asarray(static.is_heavy)[types], 0.0, 1.0)
@@ -633,8 +746,8 @@ def bonded_energies(
         / (1.0 + 1.0 / exp_ovun2)
         / (1.0 + g[_OVUN7] * jnp.exp(g[_OVUN8] * sum2))
     )
-    out["E_over"] = jnp.sum(jnp.where(amask, e_over, 0.0))
-    out["E_under"] = jnp.sum(jnp.where(amask, e_under, 0.0))
+    out["E_over"] = total(jnp.where(amask, e_over, 0.0), atoms)
+    out["E_under"] = total(jnp.where(amask, e_under, 0.0), atoms)
 
     # valence angle, penalty, coalition
     sbo_p = _atom_sum(h_pi + h_pp, centers, n)
@@ -707,9 +820,9 @@ def bonded_energies(
             * jnp.exp(-g[_COA4] * (boa_jk - 1.5) ** 2)
         )
         e_coa += jnp.where(use, coa, 0.0)
-    out["E_val"] = jnp.sum(e_val)
-    out["E_pen"] = jnp.sum(e_pen)
-    out["E_coa"] = jnp.sum(e_coa)
+    out["E_val"] = total(e_val, j)
+    out["E_pen"] = total(e_pen, j)
+    out["E_coa"] = total(e_coa, j)
 
     # torsion and 4-body conjugation; central bond j -> k is bond tb (j = bond_i)
     th1, tb, th3 = top.torsion_h1, top.torsion_bond, top.torsion_h3
@@ -765,8 +878,8 @@ def bonded_energies(
         * jnp.exp(-p_cot2 * (boa3 - 1.5) ** 2)
     )
     e_con = tp[:, 4] * fn12 * (1.0 + (cos_w**2 - 1.0) * sin_ijk * sin_jkl)
-    out["E_tors"] = jnp.sum(jnp.where(tok, e_tor, 0.0))
-    out["E_conj"] = jnp.sum(jnp.where(tok, e_con, 0.0))
+    out["E_tors"] = total(jnp.where(tok, e_tor, 0.0), tj2)
+    out["E_conj"] = total(jnp.where(tok, e_con, 0.0), tj2)
 
     # hydrogen bonds X-H...Z (half-bond H -> X)
     hh = top.hbond_h
@@ -793,5 +906,5 @@ def bonded_energies(
         * jnp.exp(-hp[:, 3] * (r0 / rr + rr / r0 - 2.0))
         * sin4
     )
-    out["E_hb"] = jnp.sum(jnp.where(hok, e_hb, 0.0))
+    out["E_hb"] = total(jnp.where(hok, e_hb, 0.0), h_atom)
     return out, b

@@ -170,6 +170,7 @@ class ReaxFFCalculator(Calculator):
                     angles=_power_of_two(raw.angles),
                     torsions=_power_of_two(raw.torsions),
                     hbonds=_power_of_two(raw.hbonds),
+                    far=_power_of_two(raw.far),
                 )
                 n_pairs = _power_of_two(self._lists.pairs.i.size)
                 charge = float(atoms.info.get("charge", 0.0))

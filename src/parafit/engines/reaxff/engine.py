@@ -50,7 +50,12 @@ from parafit.engines.jax_cache import (
     memory_maps_exhausted,
 )
 from parafit.engines.jax_relax import minimize, restraint_arrays, restraint_energy
-from parafit.engines.reaxff.bonded import BOND_CUTOFF, HBOND_CUTOFF, Topology
+from parafit.engines.reaxff.bonded import (
+    BOND_CUTOFF,
+    HBOND_CUTOFF,
+    Topology,
+    far_bond_overflow,
+)
 from parafit.engines.reaxff.calculator import KCAL_MOL, ReaxFFCalculator
 from parafit.engines.reaxff.model import (
     ReaxFFModel,
@@ -66,7 +71,7 @@ from parafit.engines.reaxff.model import (
     total_energy,
 )
 from parafit.engines.reaxff.names import interface_from_ffield
-from parafit.engines.reaxff.nonbonded import PairList, pad_pair_list
+from parafit.engines.reaxff.nonbonded import PairList, eem_charges, pad_pair_list
 from parafit.engines.reaxff.topology import (
     ListSizes,
     pad_topology,
@@ -372,11 +377,14 @@ class _Bucket:
     type_in_lists: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     #: the padded sizes, set by :meth:`pad`
     padded: dict[str, int] = field(default_factory=dict)
+    #: single points without a cell: every structure's lists side by side, set by
+    #: :meth:`pad` (:func:`_packed_lists`); None for the others
+    packed: dict[str, Any] | None = None
 
     def pad(self, floor: dict[str, int] | None = None) -> dict[str, int]:
         """(Re)compute padded sizes and the stacked input arrays; returns the padded
-        sizes (``atoms``, ``bonds``, ``angles``, ``torsions``, ``hbonds``, ``pairs``,
-        ``restraints``, ``watch_bonds``, ``watch_pairs``).
+        sizes (``atoms``, ``bonds``, ``angles``, ``torsions``, ``hbonds``, ``far``,
+        ``pairs``, ``restraints``, ``watch_bonds``, ``watch_pairs``).
 
         The structure axis is padded too (with copies of the first structure, whose
         results are ignored) to a round size, so that buckets of about the same size,
@@ -406,6 +414,7 @@ class _Bucket:
             angles=size("angles", max(s.angles for s in raw)),
             torsions=size("torsions", max(s.torsions for s in raw)),
             hbonds=size("hbonds", max(s.hbonds for s in raw)),
+            far=size("far", max(s.far for s in raw)),
         )
         self.n_pairs = size("pairs", max(p.lists.pairs.i.size for p in plans))
         padded = {**vars(self.sizes), "pairs": self.n_pairs}
@@ -512,6 +521,11 @@ class _Bucket:
         }
         self.periodic = any(has_stress(p.job.atoms) for p in self.plans)
         self.charged = any(needs_charges(p.types, p.charge) for p in self.plans)
+        self.packed = (
+            _packed_lists(self.arrays)
+            if self.kind == "sp" and not self.periodic
+            else None
+        )
         self.fns.clear()
         self.padded = {
             **padded,
@@ -537,6 +551,97 @@ class _Bucket:
             self.skin,
             max(self.watch, self.skin),
         )
+
+
+def _packed_lists(arrays: dict[str, Any]) -> dict[str, Any]:
+    """The lists of a bucket's structures (n_structures, ...) side by side, as one
+    structure of n_structures * n_atoms atoms whose lists never connect two of them:
+    ``top`` and ``pairs`` with offset indices and without the per-structure padding
+    (each list padded once, to a round size), ``types`` (n,) and ``segment`` (n,) the
+    structure of each atom.
+
+    On a CPU one packed structure costs a fraction of the same structures under
+    ``vmap`` (gathers and scatters with batch dimensions are slow there, and the
+    padding of the largest structure's lists is paid once, not per structure)."""
+    top, pairs = arrays["top"], arrays["pairs"]
+    n_structures, n_atoms = arrays["types"].shape
+    n_bonds = top.bond_i.shape[1]
+    atom = n_atoms * np.arange(n_structures)[:, None]
+    last_atom = n_structures * n_atoms - 1  # padding entries point here
+
+    def real(mask: np.ndarray) -> tuple[np.ndarray, int]:
+        """Flat positions of the real entries, and the padded total."""
+        keep = np.flatnonzero(np.asarray(mask).reshape(-1))
+        return keep, round_size(keep.size)
+
+    def take(a: np.ndarray, keep: np.ndarray, size: int, fill: Any = 0) -> np.ndarray:
+        a = np.asarray(a)
+        flat = a.reshape(-1, *a.shape[2:])[keep]
+        pad = np.full((size - keep.size, *a.shape[2:]), fill, dtype=a.dtype)
+        return np.concatenate([flat, pad])
+
+    def atoms_of(a: np.ndarray, keep: np.ndarray, size: int) -> np.ndarray:
+        return take((np.asarray(a) + atom).astype(np.int32), keep, size, last_atom)
+
+    # bonds: new position of each (structure, padded bond); half-bonds follow
+    bond_keep, n_b = real(top.bond_mask)
+    bond_at = np.zeros(n_structures * n_bonds, np.int32)
+    bond_at[bond_keep] = np.arange(bond_keep.size)
+    half_at = np.stack([2 * bond_at, 2 * bond_at + 1], axis=1).reshape(-1)
+    bond_base = n_bonds * np.arange(n_structures)[:, None]
+
+    def bonds_of(a: np.ndarray, keep: np.ndarray, size: int) -> np.ndarray:
+        return take(bond_at[np.asarray(a) + bond_base], keep, size)
+
+    def halves_of(a: np.ndarray, keep: np.ndarray, size: int) -> np.ndarray:
+        return take(half_at[np.asarray(a) + 2 * bond_base], keep, size)
+
+    ang, n_a = real(top.angle_mask)
+    tor, n_t = real(top.torsion_mask)
+    hb, n_h = real(top.hbond_mask)
+    far, n_f = real(top.far_mask)
+    pr, n_p = real(np.asarray(pairs.weight) > 0)
+    far_away = np.array([1.0e3, 0.0, 0.0])
+    packed_top = Topology(
+        atom_mask=np.asarray(top.atom_mask).reshape(-1),
+        bond_i=atoms_of(top.bond_i, bond_keep, n_b),
+        bond_j=atoms_of(top.bond_j, bond_keep, n_b),
+        bond_shift=take(top.bond_shift, bond_keep, n_b),
+        bond_mask=take(top.bond_mask, bond_keep, n_b, False),
+        angle_h1=halves_of(top.angle_h1, ang, n_a),
+        angle_h2=halves_of(top.angle_h2, ang, n_a),
+        angle_mask=take(top.angle_mask, ang, n_a, False),
+        torsion_h1=halves_of(top.torsion_h1, tor, n_t),
+        torsion_bond=bonds_of(top.torsion_bond, tor, n_t),
+        torsion_h3=halves_of(top.torsion_h3, tor, n_t),
+        torsion_mask=take(top.torsion_mask, tor, n_t, False),
+        hbond_h=halves_of(top.hbond_h, hb, n_h),
+        hbond_z=atoms_of(top.hbond_z, hb, n_h),
+        hbond_shift=take(top.hbond_shift, hb, n_h),
+        hbond_mask=take(top.hbond_mask, hb, n_h, False),
+        listed=take(top.listed, bond_keep, n_b, False),
+        far_i=atoms_of(top.far_i, far, n_f),
+        far_j=atoms_of(top.far_j, far, n_f),
+        far_shift=take(top.far_shift, far, n_f),
+        far_mask=take(top.far_mask, far, n_f, False),
+    )
+    packed_pairs = PairList(
+        i=atoms_of(pairs.i, pr, n_p),
+        j=atoms_of(pairs.j, pr, n_p),
+        shift=np.concatenate(
+            [
+                take(pairs.shift, pr, pr.size),
+                np.tile(far_away, (n_p - pr.size, 1)),
+            ]
+        ),
+        weight=take(pairs.weight, pr, n_p, 0.0),
+    )
+    return {
+        "top": packed_top,
+        "pairs": packed_pairs,
+        "types": np.asarray(arrays["types"]).reshape(-1).astype(np.int32),
+        "segment": np.repeat(np.arange(n_structures), n_atoms).astype(np.int32),
+    }
 
 
 def _pad_to(a: np.ndarray, n: int) -> np.ndarray:
@@ -712,7 +817,10 @@ class ReaxFFFn:
                 def cell_energy(z: jax.Array) -> tuple[jax.Array, jax.Array]:
                     x, d = unpack(z)
                     top, pairs, outgrown = _extended_lists(s, x, d)
-                    return energy(x, d, (top, pairs))[0], outgrown
+                    far = far_bond_overflow(
+                        tables.bonded, s["types"], x, deform_lists(top, pairs, d)[0]
+                    )
+                    return energy(x, d, (top, pairs))[0], outgrown | far
 
                 res = minimize(
                     cell_energy,
@@ -734,7 +842,8 @@ class ReaxFFFn:
                 # within their cutoff (see _extended_lists)
                 def atoms_energy(x: jax.Array) -> tuple[jax.Array, jax.Array]:
                     top, pairs, outgrown = _extended_lists(s, x)
-                    return energy(x, eye, (top, pairs))[0], outgrown
+                    far = far_bond_overflow(tables.bonded, s["types"], x, top)
+                    return energy(x, eye, (top, pairs))[0], outgrown | far
 
                 res = minimize(
                     atoms_energy,
@@ -784,9 +893,71 @@ class ReaxFFFn:
                 "converged": converged,
             }
 
-        def batch(x: jax.Array, arrays: dict[str, Any]) -> dict[str, jax.Array]:
+        def packed_single_points(
+            tables: Tables, arrays: dict[str, Any], packed: dict[str, Any]
+        ) -> dict[str, jax.Array]:
+            """``one`` for every structure of a single-point bucket at once, its
+            structures packed into one (:func:`_packed_lists`); charges solved per
+            structure."""
+            n_structures, n = arrays["types"].shape
+            positions = arrays["positions"]
+            if charged:
+                q = jax.vmap(
+                    lambda s: eem_charges(
+                        tables.nonbonded,
+                        s["types"],
+                        s["positions"],
+                        s["pairs"],
+                        s["charge"],
+                        atom_mask=s["top"].atom_mask,
+                    )
+                )(arrays)
+            else:
+                q = jnp.zeros((n_structures, n), positions.dtype)
+            segment = (packed["segment"], n_structures)
+
+            def energies(x: jax.Array) -> tuple[jax.Array, Any]:
+                terms, overflow = structure_terms(
+                    model,
+                    tables,
+                    packed["types"],
+                    x,
+                    packed["top"],
+                    packed["pairs"],
+                    q.reshape(-1),
+                    segment=segment,
+                )
+                e = total_energy(terms)
+                return jnp.sum(e), (e, overflow)
+
+            flat = positions.reshape(-1, 3)
+            if with_forces:
+                (_, (e, overflow)), grad = jax.value_and_grad(energies, has_aux=True)(
+                    flat
+                )
+            else:
+                e, overflow = energies(flat)[1]
+                grad = jnp.zeros_like(flat)
+            return {
+                "energy": e * KCAL_MOL,
+                "forces": -grad.reshape(n_structures, n, 3) * KCAL_MOL,
+                "stress": jnp.zeros((n_structures, 6), positions.dtype),
+                "charges": q,
+                "positions": positions,
+                "coords": positions,
+                "cell": arrays["cell"],
+                "overflow": overflow,
+                "n_steps": jnp.zeros(n_structures, jnp.int32),
+                "converged": jnp.ones(n_structures, bool),
+            }
+
+        def batch(
+            x: jax.Array, arrays: dict[str, Any], packed: dict[str, Any] | None
+        ) -> dict[str, jax.Array]:
             def per_vector(xv: jax.Array) -> dict[str, jax.Array]:
                 tables = model.tables(xv)
+                if packed is not None:
+                    return packed_single_points(tables, arrays, packed)
                 if sequential:  # each relaxation stops at its own convergence
                     return jax.lax.map(lambda s: one(tables, s), arrays)
                 return jax.vmap(lambda s: one(tables, s))(arrays)
@@ -801,6 +972,7 @@ class ReaxFFFn:
             charged,
             sequential,
             with_forces,
+            bucket.packed is not None,
         )
         return self._share(bucket, ("values", with_forces), shared_key, batch)
 
@@ -1073,7 +1245,9 @@ class ReaxFFFn:
                 chunk = np.concatenate(
                     [xs[start:stop], np.repeat(xs[start : start + 1], pad, 0)]
                 )
-                v = self._values_fn(bucket)(jnp.asarray(chunk), bucket.arrays)
+                v = self._values_fn(bucket)(
+                    jnp.asarray(chunk), bucket.arrays, bucket.packed
+                )
                 v = {k: np.asarray(a)[: stop - start] for k, a in v.items()}
                 parts.append(v)
                 if energy_only:
@@ -1363,7 +1537,9 @@ class ReaxFFFn:
                     chunk = np.concatenate(
                         [chunk, np.repeat(chunk[:1], size - len(chunk), 0)]
                     )
-                    v = self._values_fn(single)(jnp.asarray(chunk), single.arrays)
+                    v = self._values_fn(single)(
+                        jnp.asarray(chunk), single.arrays, single.packed
+                    )
                     values.append(
                         {k: np.asarray(a)[: stop - begin, 0] for k, a in v.items()}
                     )

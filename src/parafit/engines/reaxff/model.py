@@ -21,12 +21,16 @@ import numpy as np
 from parafit.engines.reaxff.bonded import (
     BondedStatic,
     BondedTables,
+    Segments,
     Topology,
+    bond_order_cutoff,
     bond_orders,
     bonded_energies,
     bonded_static,
     bonded_tables,
+    far_bond_overflow,
     list_overflow,
+    uncorrected_bond_orders,
 )
 from parafit.engines.reaxff.names import parameter_locations
 from parafit.engines.reaxff.nonbonded import (
@@ -172,6 +176,31 @@ class ReaxFFModel:
         self._bond_orders = jax.jit(
             lambda t, types, pos, top: bond_orders(t, static, types, pos, top).bo
         )
+        self._uncorrected = jax.jit(
+            lambda t, r, ti, tj: (
+                uncorrected_bond_orders(t, r, ti, tj),
+                bond_order_cutoff(t),
+            )
+        )
+
+    def uncorrected_bond_orders(
+        self, tables: "Tables", r: np.ndarray, ti: np.ndarray, tj: np.ndarray
+    ) -> tuple[np.ndarray, float]:
+        """(n_pairs,) uncorrected bond orders BO' of pairs at distances r [Å] between
+        types ti, tj, and ``bo_cut`` (compiled once per power-of-two size)."""
+        n = r.size
+        n_pad = 1 << max(3, (n - 1).bit_length())
+
+        def pad(a: np.ndarray, value: float) -> np.ndarray:
+            return np.concatenate([a, np.full(n_pad - n, value, a.dtype)])
+
+        raw, bo_cut = self._uncorrected(
+            tables.bonded,
+            jnp.asarray(pad(np.asarray(r, float), 10.0)),
+            jnp.asarray(pad(np.asarray(ti, np.int32), 0)),
+            jnp.asarray(pad(np.asarray(tj, np.int32), 0)),
+        )
+        return np.asarray(raw)[:n], float(bo_cut)
 
     def bond_orders(
         self, tables: "Tables", types: np.ndarray, positions: np.ndarray, top: Topology
@@ -198,6 +227,10 @@ class ReaxFFModel:
                 "hbond_z": np.zeros(0, np.int32),
                 "hbond_shift": np.zeros((0, 3)),
                 "hbond_mask": np.zeros(0, bool),
+                "far_i": np.zeros(0, np.int32),
+                "far_j": np.zeros(0, np.int32),
+                "far_shift": np.zeros((0, 3)),
+                "far_mask": np.zeros(0, bool),
             }
         )
         padded = pad_topology(bare, sizes)
@@ -316,12 +349,23 @@ def structure_terms(
     top: Topology,
     pairs: PairList,
     charges: jax.Array,
+    segment: Segments | None = None,
 ) -> tuple[dict[str, jax.Array], jax.Array]:
-    """Energy terms [kcal/mol] at given charges, and the list-overflow flag."""
-    bonded, bo = bonded_energies(tables.bonded, model.static, types, positions, top)
-    nonbonded = nonbonded_energies(tables.nonbonded, types, positions, pairs, charges)
+    """Energy terms [kcal/mol] at given charges, and the list-overflow flag; each
+    (n_structures,) for structures packed side by side (``segment``: the structure
+    of each atom and their number, see
+    :func:`~parafit.engines.reaxff.bonded.bonded_energies`)."""
+    bonded, bo = bonded_energies(
+        tables.bonded, model.static, types, positions, top, segment
+    )
+    nonbonded = nonbonded_energies(
+        tables.nonbonded, types, positions, pairs, charges, segment
+    )
     terms = {**bonded, **nonbonded}
-    return {k: terms[k] for k in TERMS}, list_overflow(bo, top)
+    overflow = list_overflow(bo, top, segment) | far_bond_overflow(
+        tables.bonded, types, positions, top, segment
+    )
+    return {k: terms[k] for k in TERMS}, overflow
 
 
 def structure_energy(
@@ -373,7 +417,12 @@ def deform_lists(
     ``s`` becomes ``s @ deformation.T`` (as positions ``x @ deformation.T``)."""
     d = jnp.asarray(deformation).T
     return (
-        replace(top, bond_shift=top.bond_shift @ d, hbond_shift=top.hbond_shift @ d),
+        replace(
+            top,
+            bond_shift=top.bond_shift @ d,
+            hbond_shift=top.hbond_shift @ d,
+            far_shift=top.far_shift @ d,
+        ),
         replace(pairs, shift=pairs.shift @ d),
     )
 
@@ -389,6 +438,13 @@ def stress_voigt(d_energy_d_strain: jax.Array, cell: jax.Array) -> jax.Array:
 def total_energy(terms: dict[str, jax.Array]) -> jax.Array:
     """Sum of the terms of :func:`structure_energy` [kcal/mol]."""
     return sum((terms[k] for k in TERMS), start=jnp.zeros(()))
+
+
+#: Bond candidates whose uncorrected bond order BO' is below this fraction of
+#: ``bo_cut`` when the lists are built are only checked (far candidates): below
+#: ``bo_cut`` they are no bonds, and the margin keeps parameter vectors near the
+#: ones the lists were built for from flagging them.
+NEAR_FRACTION = 1e-3
 
 
 @dataclass(frozen=True)
@@ -417,7 +473,10 @@ def structure_lists(
 
     A bond gets angles, torsions and H-bonds when its bond order exceeds
     ``margin * 0.001`` for any of ``tables`` (the model's base values if empty), so
-    parameter vectors near those stay within the lists; ``skin`` [Å] is added to every
+    parameter vectors near those stay within the lists. Pairs within the bond cutoff
+    whose uncorrected bond order stays below ``NEAR_FRACTION * bo_cut`` (at their
+    distance less the skin) are *far* candidates: checked, not computed (see
+    :class:`~parafit.engines.reaxff.bonded.Topology`); ``skin`` [Å] is added to every
     cutoff for geometries that will move (relaxations). ``also_at``: further
     geometries (n_atoms, 3) of the same atoms, each within ``skin / 2`` of
     ``positions``, at which a bond order above the threshold also lists a bond (e.g.
@@ -441,24 +500,38 @@ def structure_lists(
         skin=skin,
     )
     types = np.asarray(types)
+    i, j, image = bonds
+    shift = image @ (np.zeros((3, 3)) if cell is None else cell)
     # bonds of types without angle/torsion/H-bond parameters have nothing to list
-    listed = ~(
-        model.type_in_lists[types[bonds[0]]] | model.type_in_lists[types[bonds[1]]]
-    )
+    trivially_listed = ~(model.type_in_lists[types[i]] | model.type_in_lists[types[j]])
+    listed = np.zeros(i.size, bool)
+    near = np.zeros(i.size, bool)
     for t in tables or (model.base_tables(),):
         for where in (positions, *also_at):
+            where = np.asarray(where, float)
             listed |= model.bond_orders(t, types, where, bare) > margin * THB_CUT
+            # a pair's distance can shrink by the skin while its atoms stay in the
+            # lists' reach (each moves at most skin / 2)
+            r = np.linalg.norm(where[j] + shift - where[i], axis=1)
+            raw, bo_cut = model.uncorrected_bond_orders(
+                t, np.maximum(r - 0.5 * skin, 0.1), types[i], types[j]
+            )
+            near |= raw >= NEAR_FRACTION * bo_cut
+    near |= listed
+    far = ~near
     top = build_topology(
         positions,
         cell,
         pbc,
         types,
         model.hbond_role,
-        listed=listed,
-        bonds=bonds,
+        listed=(listed | trivially_listed)[near],
+        bonds=(i[near], j[near], image[near]),
         skin=skin,
         rules=model.list_rules,
+        far=(i[far], j[far], image[far]),
     )
+    bonds = (i[near], j[near], image[near])
     pairs = make_pair_list(positions, cell, pbc, model.r_cut + skin)
     return StructureLists(
         types=np.asarray(types, np.int32), topology=top, pairs=pairs, bonds=bonds

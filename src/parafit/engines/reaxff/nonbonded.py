@@ -30,6 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from parafit.engines.reaxff.bonded import segment_total
+
 __all__ = [
     "C_ELE",
     "EV_TO_KCAL",
@@ -312,8 +314,11 @@ def nonbonded_energies(
     positions: jax.Array,
     pairs: PairList,
     charges: jax.Array,
+    segment: "tuple[jax.Array, int] | None" = None,
 ) -> dict[str, jax.Array]:
-    """``E_vdw``, ``E_coul`` and ``E_charge`` [kcal/mol] of one structure.
+    """``E_vdw``, ``E_coul`` and ``E_charge`` [kcal/mol] of one structure (of each
+    packed structure, (n_structures,), with ``segment``, see
+    :func:`~parafit.engines.reaxff.bonded.bonded_energies`).
 
     Args:
         tables: mixed parameters (:func:`type_tables`).
@@ -350,9 +355,12 @@ def nonbonded_energies(
         / jnp.cbrt(r**3 + tables.gamma3[ti, tj])
     )
     q = charges
-    e_charge = EV_TO_KCAL * jnp.sum(tables.chi[types] * q + tables.eta[types] * q * q)
+    atoms = jnp.arange(positions.shape[0])
     return {
-        "E_vdw": jnp.sum(tap * e_vdw),
-        "E_coul": jnp.sum(tap * e_coul),
-        "E_charge": e_charge,
+        "E_vdw": segment_total(tap * e_vdw, pairs.i, segment),
+        "E_coul": segment_total(tap * e_coul, pairs.i, segment),
+        "E_charge": EV_TO_KCAL
+        * segment_total(
+            tables.chi[types] * q + tables.eta[types] * q * q, atoms, segment
+        ),
     }

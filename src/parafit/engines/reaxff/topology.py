@@ -141,6 +141,7 @@ def build_topology(
     skin: float = 0.0,
     bonds: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     rules: ListRules | None = None,
+    far: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> Topology:
     """Unpadded interaction lists of one structure.
 
@@ -155,6 +156,8 @@ def build_topology(
             ``listed`` refers to them); None = find them.
         rules: list only angles, torsions and H-bonds whose types have parameters
             (terms without parameters are zero); None = list every one.
+        far: the far candidates ``(i, j, image)``, pairs within the bond cutoff that
+            are only checked (see :class:`Topology`); None = none.
     """
     pos = np.asarray(positions, float)
     n = pos.shape[0]
@@ -241,6 +244,9 @@ def build_topology(
         return np.concatenate(parts).astype(dtype).reshape(-1, *shape)
 
     n_a, n_t, n_h = sum(map(len, a1)), sum(map(len, t1)), sum(map(len, hh))
+    if far is None:
+        far = (np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros((0, 3), int))
+    far_i, far_j, far_image = (np.asarray(a) for a in far)
     return Topology(
         atom_mask=np.ones(n, dtype=bool),
         bond_i=cand.i,
@@ -259,6 +265,10 @@ def build_topology(
         hbond_shift=cat(hs_, float, (3,)),
         hbond_mask=np.ones(n_h, dtype=bool),
         listed=listed.copy(),
+        far_i=far_i.astype(np.int32),
+        far_j=far_j.astype(np.int32),
+        far_shift=(far_image.reshape(-1, 3) @ lattice).astype(float),
+        far_mask=np.ones(far_i.size, dtype=bool),
     )
 
 
@@ -283,6 +293,7 @@ class ListSizes:
     angles: int
     torsions: int
     hbonds: int
+    far: int = 1
 
     def covers(self, other: "ListSizes") -> bool:
         return all(
@@ -297,6 +308,7 @@ def topology_sizes(top: Topology) -> ListSizes:
         angles=top.angle_h1.size,
         torsions=top.torsion_h1.size,
         hbonds=top.hbond_h.size,
+        far=top.far_i.size,
     )
 
 
@@ -315,6 +327,7 @@ def pad_topology(top: Topology, sizes: ListSizes) -> Topology:
         "angles": ("angle_h1", "angle_h2", "angle_mask"),
         "torsions": ("torsion_h1", "torsion_bond", "torsion_h3", "torsion_mask"),
         "hbonds": ("hbond_h", "hbond_z", "hbond_shift", "hbond_mask"),
+        "far": ("far_i", "far_j", "far_shift", "far_mask"),
     }
     changes = {
         name: pad(getattr(top, name), getattr(sizes, group))
