@@ -102,10 +102,9 @@ def test_a_far_candidate_reaching_bo_cut_flags_the_lists(disulfide, caplog):
     np.testing.assert_allclose(got.forces[1], exact.forces[0], atol=1e-8)
 
 
-def test_relaxation_with_far_candidates_equals_ase(disulfide, caplog):
-    """A relaxation's bond arrays hold only the candidates that can become bonds
-    while its atoms stay within the skin (the rest are checked at every step); it
-    takes the same steps to the same geometry as ASE's FIRE on the calculator."""
+def test_relaxation_lists_carry_every_candidate_and_equal_ase(disulfide, caplog):
+    """A relaxation's lists carry every candidate (its atoms may move beyond the
+    skin); it takes the same steps to the same geometry as ASE's FIRE."""
     root, jobs = disulfide
     job = max(
         (j for j in jobs if isinstance(j.task, GeometryOptimization)),
@@ -114,7 +113,7 @@ def test_relaxation_with_far_candidates_equals_ase(disulfide, caplog):
     engine = ReaxFFEngine(root / "ffield_lit", max_restarts=0)
     iface = engine.default_interface()
     fn = engine.setup([job], iface.names)
-    assert fn.buckets[0].plans[0].lists.topology.far_i.size > 0
+    assert fn.buckets[0].plans[0].lists.topology.far_i.size == 0
     with caplog.at_level(logging.INFO, logger="parafit.engines.reaxff.engine"):
         got = fn(iface.values[None])[job.id]
     assert "outgrew" not in caplog.text and "redone" not in caplog.text

@@ -474,8 +474,8 @@ def structure_lists(
     A bond gets angles, torsions and H-bonds when its bond order exceeds
     ``margin * 0.001`` for any of ``tables`` (the model's base values if empty), so
     parameter vectors near those stay within the lists. Pairs within the bond cutoff
-    whose uncorrected bond order stays below ``NEAR_FRACTION * bo_cut`` (at their
-    distance less the skin) are *far* candidates: checked, not computed (see
+    whose uncorrected bond order stays below ``NEAR_FRACTION * bo_cut`` are *far*
+    candidates for geometries that do not move (``skin`` 0): checked, not computed (see
     :class:`~parafit.engines.reaxff.bonded.Topology`); ``skin`` [Å] is added to every
     cutoff for geometries that will move (relaxations). ``also_at``: further
     geometries (n_atoms, 3) of the same atoms, each within ``skin / 2`` of
@@ -510,14 +510,17 @@ def structure_lists(
         for where in (positions, *also_at):
             where = np.asarray(where, float)
             listed |= model.bond_orders(t, types, where, bare) > margin * THB_CUT
-            # a pair's distance can shrink by the skin while its atoms stay in the
-            # lists' reach (each moves at most skin / 2)
             r = np.linalg.norm(where[j] + shift - where[i], axis=1)
             raw, bo_cut = model.uncorrected_bond_orders(
-                t, np.maximum(r - 0.5 * skin, 0.1), types[i], types[j]
+                t, np.maximum(r, 0.1), types[i], types[j]
             )
             near |= raw >= NEAR_FRACTION * bo_cut
     near |= listed
+    if skin > 0:
+        # lists for geometries that move (relaxations) carry every candidate: atoms
+        # may move further than the skin (see the engine's watch) and would turn far
+        # candidates into bonds on the way
+        near[:] = True
     far = ~near
     top = build_topology(
         positions,
