@@ -505,22 +505,21 @@ def structure_lists(
     # bonds of types without angle/torsion/H-bond parameters have nothing to list
     trivially_listed = ~(model.type_in_lists[types[i]] | model.type_in_lists[types[j]])
     listed = np.zeros(i.size, bool)
-    near = np.zeros(i.size, bool)
+    # lists for geometries that move (skin > 0) carry every candidate: atoms may move
+    # further than the skin (see the engine's watch) and turn far candidates into bonds
+    near = np.full(i.size, skin > 0)
     for t in tables or (model.base_tables(),):
         for where in (positions, *also_at):
             where = np.asarray(where, float)
             listed |= model.bond_orders(t, types, where, bare) > margin * THB_CUT
+            if skin > 0:
+                continue
             r = np.linalg.norm(where[j] + shift - where[i], axis=1)
             raw, bo_cut = model.uncorrected_bond_orders(
                 t, np.maximum(r, 0.1), types[i], types[j]
             )
             near |= raw >= NEAR_FRACTION * bo_cut
     near |= listed
-    if skin > 0:
-        # lists for geometries that move (relaxations) carry every candidate: atoms
-        # may move further than the skin (see the engine's watch) and would turn far
-        # candidates into bonds on the way
-        near[:] = True
     far = ~near
     top = build_topology(
         positions,
