@@ -2,17 +2,21 @@
 
 The cobalt ``Surface_sc110`` slab (7 atoms, a simple-cubic surface) reconstructs when it
 relaxes with ``ffield_lit``: atoms move 2.6 Å and over a hundred atom pairs come from
-beyond the list skin into the bond and non-bonded cutoffs. The engine must follow that
-in JAX (the watched pairs join the lists at every step), with no restart and no ASE
+beyond the list skin into the bond and non-bonded cutoffs, and dozens of far bond
+candidates become bonds. The engine must follow that in JAX (the watched pairs join
+the lists at every step), with no restart and no ASE
 fallback, and end where ASE with the calculator (which rebuilds its lists) ends.
 """
 
 import logging
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from parafit.engines.reaxff.bonded import bond_order_cutoff, uncorrected_bond_orders
 from parafit.engines.reaxff.calculator import ReaxFFCalculator
 from parafit.engines.reaxff.engine import ReaxFFEngine
 from parafit.engines.reaxff.topology import pairs_within, watch_list
@@ -52,9 +56,26 @@ def test_reconstructing_slab_relaxes_in_jax_and_equals_ase(cobalt, caplog) -> No
     job = jobs["Surface_sc110"]
     engine = ReaxFFEngine(ffield, max_restarts=0)
     iface = engine.default_interface()
+    fn = engine.setup([job], iface.names)
     with caplog.at_level(logging.INFO, logger="parafit.engines.reaxff.engine"):
-        got = engine.setup([job], iface.names)(iface.values[None])[job.id]
+        got = fn(iface.values[None])[job.id]
     assert "outgrew" not in caplog.text  # neither restarted nor sent to ASE
+    # far bond candidates (BO' < 1e-3 bo_cut at the start, not in the bond arrays)
+    # became bonds on the way and joined the lists
+    plan = fn.buckets[0].plans[0]
+    far = plan.lists.topology
+
+    def far_bonds(where: np.ndarray) -> int:
+        tables = fn.model.tables(jnp.asarray(iface.values)).bonded
+        r = np.linalg.norm(where[far.far_j] + far.far_shift - where[far.far_i], axis=1)
+        raw = uncorrected_bond_orders(
+            tables, jnp.asarray(r), plan.types[far.far_i], plan.types[far.far_j]
+        )
+        return int(np.sum((np.asarray(raw) >= bond_order_cutoff(tables)) & (r <= 5)))
+
+    with jax.enable_x64(True):
+        assert far.far_i.size > 0 and far_bonds(job.atoms.positions) == 0
+        assert far_bonds(got.positions[0]) >= 10
     start = job.atoms.positions
     moved = np.linalg.norm(got.positions[0] - start, axis=1).max()
     assert moved > 2.0  # far beyond half the 1 Å skin

@@ -11,8 +11,9 @@ criteria) with the job's restraints and fixed atoms.
 Lists are parameter-aware: a bond gets angles, torsions and H-bonds when its bond
 order exceeds 1e-4 for the force field's values. A relaxation's lists follow its atoms:
 the pairs between the list skin and a *watch* distance beyond the bond and non-bonded
-cutoffs join the lists at every step once they come within the cutoff
-(:func:`_extended_lists`). A vector for which a bond outside the lists exceeds 1e-3,
+cutoffs join the lists at every step once they come within the cutoff, and so do the
+*far* bond candidates (within the cutoff, but with bond orders far below ``bo_cut`` at
+the start) once they are bonds (:func:`_extended_lists`). A vector for which a bond outside the lists exceeds 1e-3,
 or whose relaxation outgrows the watch, is flagged; that (vector, job) is redone in
 JAX with new lists and a larger watch or skin (:meth:`ReaxFFFn._restart`), and only
 if that fails too, exactly through ASE with
@@ -53,8 +54,10 @@ from parafit.engines.jax_relax import minimize, restraint_arrays, restraint_ener
 from parafit.engines.reaxff.bonded import (
     BOND_CUTOFF,
     HBOND_CUTOFF,
+    BondedTables,
     Topology,
-    far_bond_overflow,
+    bond_order_cutoff,
+    uncorrected_bond_orders,
 )
 from parafit.engines.reaxff.calculator import KCAL_MOL, ReaxFFCalculator
 from parafit.engines.reaxff.model import (
@@ -406,7 +409,8 @@ class _Bucket:
         plans = self.plans + [self.plans[0]] * (
             round_size(len(self.plans)) - len(self.plans)
         )
-        raw = [topology_sizes(p.lists.topology) for p in plans]
+        own = [self._topology(p) for p in plans]
+        raw = [topology_sizes(t) for t in own]
         self.n_atoms = size("atoms", max(len(p.job.atoms) for p in plans))
         self.sizes = ListSizes(
             atoms=self.n_atoms,
@@ -431,13 +435,13 @@ class _Bucket:
         na = self.n_atoms
         # the pairs a relaxation watches, bond and non-bonded; one padding entry
         # (the last) at least, which unused slots of the extra lists point to
-        bond_watch = [self._watch_list(p, BOND_CUTOFF) for p in plans]
+        bond_watch = [self._bond_watch(p) for p in plans]
         pair_watch = [self._watch_list(p, self.r_cut) for p in plans]
         n_bw = size("watch_bonds", max(w[0].size for w in bond_watch) + 1)
         n_pw = size("watch_pairs", max(w[0].size for w in pair_watch) + 1)
         types, pos, fixed, charge, tops, pairs, rest = [], [], [], [], [], [], []
         fmax, steps = [], []
-        for p in plans:
+        for p, top in zip(plans, own, strict=True):
             n = len(p.job.atoms)
             x = np.zeros((na, 3))
             x[:n] = p.job.atoms.positions
@@ -446,7 +450,6 @@ class _Bucket:
             types.append(np.concatenate([p.types, np.zeros(na - n, np.int32)]))
             fixed.append(np.concatenate([p.fixed, np.ones(na - n, bool)]))
             charge.append(p.charge)
-            top = p.lists.topology
             top = type(top)(
                 **{
                     **vars(top),
@@ -534,6 +537,39 @@ class _Bucket:
             "watch_pairs": n_pw,
         }
         return self.padded
+
+    def _topology(self, plan: _Plan) -> Topology:
+        """The plan's topology as the bucket computes it: a relaxation watches its
+        far candidates (:meth:`_bond_watch`) instead of checking them."""
+        top = plan.lists.topology
+        if self.kind == "sp":
+            return top
+        none = np.zeros(0, np.int32)
+        return dataclasses.replace(
+            top,
+            far_i=none,
+            far_j=none,
+            far_shift=np.zeros((0, 3)),
+            far_mask=np.zeros(0, bool),
+        )
+
+    def _bond_watch(
+        self, plan: _Plan
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The bond candidates a relaxation adds to its lists when they become bonds
+        (:func:`_extended_lists`): the pairs beyond the bond cutoff plus skin
+        (:meth:`_watch_list`) and the far candidates within it; none for single
+        points."""
+        watched = self._watch_list(plan, BOND_CUTOFF)
+        if self.kind == "sp":
+            return watched
+        top = plan.lists.topology
+        return (
+            np.concatenate([watched[0], top.far_i]).astype(np.int32),
+            np.concatenate([watched[1], top.far_j]).astype(np.int32),
+            np.concatenate([watched[2], top.far_shift]).reshape(-1, 3),
+            np.concatenate([watched[3], np.full(top.far_i.size, BOND_CUTOFF)]),
+        )
 
     def _watch_list(
         self, plan: _Plan, cutoff: float
@@ -695,6 +731,7 @@ class ReaxFFFn:
                     types,
                     skin=skin,
                     margin=engine.list_margin,
+                    split_far=True,  # relaxations watch them (see _Bucket._bond_watch)
                 )
                 kind = "sp"
                 if isinstance(task, GeometryOptimization):
@@ -816,11 +853,8 @@ class ReaxFFFn:
 
                 def cell_energy(z: jax.Array) -> tuple[jax.Array, jax.Array]:
                     x, d = unpack(z)
-                    top, pairs, outgrown = _extended_lists(s, x, d)
-                    far = far_bond_overflow(
-                        tables.bonded, s["types"], x, deform_lists(top, pairs, d)[0]
-                    )
-                    return energy(x, d, (top, pairs))[0], outgrown | far
+                    top, pairs, outgrown = _extended_lists(s, tables.bonded, x, d)
+                    return energy(x, d, (top, pairs))[0], outgrown
 
                 res = minimize(
                     cell_energy,
@@ -836,14 +870,13 @@ class ReaxFFFn:
                 pos, deformation = unpack(coords)
                 n_steps, converged = res.n_steps, res.converged
                 watched = res.watched
-                lists = _extended_lists(s, pos, deformation)[:2]
+                lists = _extended_lists(s, tables.bonded, pos, deformation)[:2]
             elif kind != "sp":
                 # lists extended at every step by the watched pairs that came
                 # within their cutoff (see _extended_lists)
                 def atoms_energy(x: jax.Array) -> tuple[jax.Array, jax.Array]:
-                    top, pairs, outgrown = _extended_lists(s, x)
-                    far = far_bond_overflow(tables.bonded, s["types"], x, top)
-                    return energy(x, eye, (top, pairs))[0], outgrown | far
+                    top, pairs, outgrown = _extended_lists(s, tables.bonded, x)
+                    return energy(x, eye, (top, pairs))[0], outgrown
 
                 res = minimize(
                     atoms_energy,
@@ -858,7 +891,7 @@ class ReaxFFFn:
                 )
                 pos, n_steps, converged = res.positions, res.n_steps, res.converged
                 watched = res.watched
-                lists = _extended_lists(s, pos)[:2]
+                lists = _extended_lists(s, tables.bonded, pos)[:2]
             if not with_forces:
                 e, (q, overflow) = energy(pos, eye, lists)
                 grad = jnp.zeros_like(pos)
@@ -999,7 +1032,9 @@ class ReaxFFFn:
                 return z[:n] @ d.T, d
 
             if relaxes:  # the lists the relaxation ended with
-                top0, pairs0, _ = _extended_lists(s, *unpack(coords))
+                top0, pairs0, _ = _extended_lists(
+                    s, model.tables(xv).bonded, *unpack(coords)
+                )
             else:
                 top0, pairs0 = s["top"], s["pairs"]
 
@@ -1484,6 +1519,7 @@ class ReaxFFFn:
                 tables=tuple(tables[r] for r in todo),
                 skin=skin if relaxes else 0.0,
                 margin=self.engine.list_margin,
+                split_far=True,
                 # bonds that formed on the way are listed too
                 also_at=tuple(
                     p
@@ -1576,11 +1612,31 @@ class ReaxFFFn:
 def _within(
     x: jax.Array, w: dict[str, jax.Array], cutoff: float
 ) -> tuple[jax.Array, jax.Array]:
-    """Indices (capacity,) of the watched pairs ``w`` within ``cutoff`` [Å] at
-    positions ``x`` (unused slots point to the last, padding, entry), and whether
-    there were more than the capacity (1/8 of the watched pairs, at least 4)."""
+    """:func:`_first` of the watched pairs ``w`` within ``cutoff`` [Å] at positions
+    ``x``."""
     d = x[w["j"]] + w["shift"] - x[w["i"]]
-    inside = w["mask"] & (jnp.sum(d * d, axis=1) <= cutoff * cutoff)
+    return _first(w["mask"] & (jnp.sum(d * d, axis=1) <= cutoff * cutoff))
+
+
+def _bonds_within(
+    x: jax.Array, w: dict[str, jax.Array], bonded: BondedTables, types: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """:func:`_within` for bond candidates ``w``: the ones that are bonds at positions
+    ``x`` (within the bond cutoff, uncorrected bond order BO' >= ``bo_cut`` for the
+    tables ``bonded``; LAMMPS drops the others, so leaving them out changes
+    nothing)."""
+    bonded = jax.lax.stop_gradient(bonded)
+    d = x[w["j"]] + w["shift"] - x[w["i"]]
+    r = jnp.sqrt(jnp.sum(d * d, axis=1))
+    raw = uncorrected_bond_orders(bonded, r, types[w["i"]], types[w["j"]])
+    bond = w["mask"] & (r <= BOND_CUTOFF) & (raw >= bond_order_cutoff(bonded))
+    return _first(bond)
+
+
+def _first(inside: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Indices (capacity,) of the true entries of ``inside`` (n,) (unused slots point
+    to the last, padding, entry), and whether there were more than the capacity (1/8
+    of the entries, at least 4)."""
     n = inside.shape[0]
     capacity = max(4, n // 8)
     (index,) = jnp.nonzero(inside, size=capacity, fill_value=n - 1)
@@ -1588,15 +1644,19 @@ def _within(
 
 
 def _extended_lists(
-    s: dict[str, Any], x: jax.Array, deformation: jax.Array | None = None
+    s: dict[str, Any],
+    bonded: BondedTables,
+    x: jax.Array,
+    deformation: jax.Array | None = None,
 ) -> tuple[Topology, PairList, Any]:
     """The lists of one relaxing structure ``s`` (bucket arrays) at positions ``x``
     (n_atoms, 3) of its cell deformed by ``deformation`` (3, 3; None: not deformed):
-    the start lists plus the watched pairs (:func:`watch_list`) that came within the
-    bond or the non-bonded cutoff (tested with their shifts deformed; returned
-    undeformed, as the start lists'), and whether the lists are outgrown: more such
-    pairs than the extra slots hold, or a pair beyond the watch could have come
-    within its cutoff.
+    the start lists plus the watched pairs that came within the non-bonded cutoff
+    (:func:`watch_list`) and the watched bond candidates that are bonds for the
+    tables ``bonded`` (:func:`_bonds_within`; tested with their shifts deformed,
+    returned undeformed, as the start lists'), and whether the lists are outgrown:
+    more such pairs than the extra slots hold, or a pair beyond the watch could have
+    come within its cutoff.
 
     That last test is exact for any strain: with positions ``x = D x0 + u`` (``u``
     the displacement beyond the cell's affine one), a pair vector becomes
@@ -1616,7 +1676,7 @@ def _extended_lists(
         deformation = jax.lax.stop_gradient(deformation)
         wb = {**wb, "shift": wb["shift"] @ deformation.T}
         wp = {**wp, "shift": wp["shift"] @ deformation.T}
-    ib, b_full = _within(x, wb, BOND_CUTOFF)
+    ib, b_full = _bonds_within(x, wb, bonded, s["types"])
     ip, p_full = _within(x, wp, s["r_cut"])
     wb, wp = s["watch_bonds"], s["watch_pairs"]
     b_used, p_used = wb["mask"][ib], wp["mask"][ip]

@@ -468,6 +468,7 @@ def structure_lists(
     skin: float = 0.0,
     margin: float = 0.1,
     also_at: Sequence[np.ndarray] = (),
+    split_far: bool | None = None,
 ) -> StructureLists:
     """Interaction lists of one geometry, good for every parameter set in ``tables``.
 
@@ -475,9 +476,11 @@ def structure_lists(
     ``margin * 0.001`` for any of ``tables`` (the model's base values if empty), so
     parameter vectors near those stay within the lists. Pairs within the bond cutoff
     whose uncorrected bond order stays below ``NEAR_FRACTION * bo_cut`` are *far*
-    candidates for geometries that do not move (``skin`` 0): checked, not computed (see
-    :class:`~parafit.engines.reaxff.bonded.Topology`); ``skin`` [Å] is added to every
-    cutoff for geometries that will move (relaxations). ``also_at``: further
+    candidates when ``split_far`` (default: for geometries that do not move, ``skin``
+    0): not carried through the bond orders but checked (single points, see
+    :class:`~parafit.engines.reaxff.bonded.Topology`) or watched (the engine's
+    relaxations, which add the ones that come near at every step). ``skin`` [Å] is
+    added to every cutoff for geometries that will move. ``also_at``: further
     geometries (n_atoms, 3) of the same atoms, each within ``skin / 2`` of
     ``positions``, at which a bond order above the threshold also lists a bond (e.g.
     where an earlier relaxation went).
@@ -505,14 +508,14 @@ def structure_lists(
     # bonds of types without angle/torsion/H-bond parameters have nothing to list
     trivially_listed = ~(model.type_in_lists[types[i]] | model.type_in_lists[types[j]])
     listed = np.zeros(i.size, bool)
-    # lists for geometries that move (skin > 0) carry every candidate: atoms may move
-    # further than the skin (see the engine's watch) and turn far candidates into bonds
-    near = np.full(i.size, skin > 0)
+    if split_far is None:
+        split_far = skin == 0
+    near = np.full(i.size, not split_far)
     for t in tables or (model.base_tables(),):
         for where in (positions, *also_at):
             where = np.asarray(where, float)
             listed |= model.bond_orders(t, types, where, bare) > margin * THB_CUT
-            if skin > 0:
+            if not split_far:
                 continue
             r = np.linalg.norm(where[j] + shift - where[i], axis=1)
             raw, bo_cut = model.uncorrected_bond_orders(
