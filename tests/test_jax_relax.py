@@ -23,6 +23,7 @@ from parafit.engines.jax_relax import (
     BOND,
     TORSION,
     minimize,
+    minimize_many,
     restraint_arrays,
     restraint_energy_and_forces,
 )
@@ -219,6 +220,65 @@ def test_vmap_over_geometries_and_parameters_equals_unbatched_runs() -> None:
     atoms, _, n_steps = _ase_run("lbfgs", _geometry(1, 5), params=PARAMS_B)
     assert int(out.n_steps[1, 1]) == n_steps
     np.testing.assert_allclose(out.positions[1, 1, :5], atoms.positions, atol=1e-8)
+
+
+@pytest.mark.parametrize("method", ["fire", "lbfgs", "bfgs"])
+def test_minimize_many_gives_each_member_its_own_relaxation(method: str) -> None:
+    """Members relaxed together, with one energy function of all of them, take the
+    steps each takes alone: own fmax, step cap, fixed atoms and restraints."""
+    geoms, present, fixed = [], [], []
+    for seed, n in ((0, N), (1, 5), (2, N), (3, 6)):
+        x, p = _pad(_geometry(seed, n))
+        geoms.append(x)
+        present.append(p)
+        fixed.append(np.arange(N) == (2 if seed == 2 else -1))
+    geoms, present, fixed = np.array(geoms), np.array(present), np.array(fixed)
+    fmax = np.array([1e-4, 1e-3, 1e-4, 1e-4])
+    max_steps = np.array([1000, 1000, 1000, 7])
+    cases = _restraint_cases()
+    restraints = [
+        restraint_arrays(cases[0][1] if k == 2 else (), N_RESTRAINTS) for k in range(4)
+    ]
+    stacked = jax.tree_util.tree_map(lambda *a: np.stack(a), *restraints)
+
+    def energies(x: jax.Array) -> jax.Array:  # (4,) eV / KCAL
+        return jax.vmap(lambda xs, p: morse(xs, PARAMS, p))(x, present) / KCAL
+
+    out = jax.jit(
+        lambda x: minimize_many(
+            energies,
+            x,
+            fixed=fixed | ~present,
+            fmax=fmax,
+            max_steps=max_steps,
+            method=method,
+            restraints=stacked,
+            energy_unit=KCAL,
+        )
+    )(geoms)
+    assert out.positions.shape == (4, N, 3) and out.n_steps.shape == (4,)
+    assert len(set(np.asarray(out.n_steps).tolist())) > 1
+    assert int(out.n_steps[3]) == 7 and not bool(out.converged[3])
+    for k in range(4):
+        one = minimize(
+            lambda x, k=k: morse(x, PARAMS, present[k]) / KCAL,
+            geoms[k],
+            fixed=fixed[k] | ~present[k],
+            fmax=fmax[k],
+            max_steps=int(max_steps[k]),
+            method=method,
+            restraints=restraints[k],
+            energy_unit=KCAL,
+        )
+        assert int(out.n_steps[k]) == int(one.n_steps)
+        assert bool(out.converged[k]) == bool(one.converged)
+        np.testing.assert_allclose(out.positions[k], one.positions, atol=1e-10)
+        assert float(out.energy[k]) == pytest.approx(float(one.energy), abs=1e-10)
+        np.testing.assert_allclose(out.forces[k], one.forces, atol=1e-10)
+    with pytest.raises(InputError, match="energies"):
+        minimize_many(lambda x: jnp.sum(x), geoms)
+    with pytest.raises(InputError, match="positions0"):
+        minimize_many(energies, geoms[0])
 
 
 def test_not_converged_within_max_steps_is_reported() -> None:

@@ -47,7 +47,7 @@ differentiate the energy at the returned geometry instead.
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -65,6 +65,7 @@ __all__ = [
     "RelaxResult",
     "RestraintArrays",
     "minimize",
+    "minimize_many",
     "restraint_arrays",
     "restraint_energy",
     "restraint_energy_and_forces",
@@ -429,6 +430,22 @@ def _bfgs(alpha: float, maxstep: jax.Array, dtype: jnp.dtype):
     return init, step
 
 
+def _check_method(method: str, name: str) -> None:
+    if method not in METHODS:
+        raise InputError(
+            f"{name}: method must be one of {', '.join(METHODS)}; got {method!r}. "
+            "(ASE's bfgslinesearch has no JAX counterpart: use 'bfgs' or 'lbfgs'.)",
+            key="method",
+        )
+
+
+def _as_positions(positions0: jax.Array) -> jax.Array:
+    x0 = jnp.asarray(positions0)
+    if not jnp.issubdtype(x0.dtype, jnp.floating):
+        x0 = x0.astype(jnp.result_type(float))
+    return x0
+
+
 def minimize(
     energy_fn: Callable[[jax.Array], jax.Array],
     positions0: jax.Array,
@@ -484,29 +501,121 @@ def minimize(
             another length, ``memory < 1``, or ``energy_fn`` not returning a scalar
             (all at trace time).
     """
-    if method not in METHODS:
-        raise InputError(
-            f"minimize: method must be one of {', '.join(METHODS)}; got {method!r}. "
-            "(ASE's bfgslinesearch has no JAX counterpart: use 'bfgs' or 'lbfgs'.)",
-            key="method",
-        )
-    x0 = jnp.asarray(positions0)
-    if not jnp.issubdtype(x0.dtype, jnp.floating):
-        x0 = x0.astype(jnp.result_type(float))
+    _check_method(method, "minimize")
+    x0 = _as_positions(positions0)
     if x0.ndim != 2 or x0.shape[1] != 3:
         raise InputError(
             f"minimize: positions0 must have shape (n_atoms, 3); got {x0.shape}.",
             key="positions0",
         )
-    n_atoms, dtype = x0.shape[0], x0.dtype
-    if fixed is None:
-        free = jnp.ones(n_atoms, dtype=bool)
-    else:
+    n_atoms = x0.shape[0]
+    if fixed is not None:
         fixed = jnp.asarray(fixed, dtype=bool)
         if fixed.shape != (n_atoms,):
             raise InputError(
                 f"minimize: fixed must have shape ({n_atoms},) like positions0; got "
                 f"{fixed.shape}.",
+                key="fixed",
+            )
+        fixed = fixed[None]
+    e_out = jax.eval_shape(energy_fn, x0)
+    e_shape = (e_out[0] if watch else e_out).shape
+    if e_shape != ():
+        raise InputError(
+            f"minimize: energy_fn must return a scalar energy; got shape {e_shape}.",
+            key="energy_fn",
+        )
+
+    def energies(x: jax.Array) -> Any:
+        out = energy_fn(x[0])
+        if watch:
+            return out[0][None], jnp.asarray(out[1], bool)[None]
+        return out[None]
+
+    result = minimize_many(
+        energies,
+        x0[None],
+        fixed=fixed,
+        fmax=fmax,
+        max_steps=max_steps,
+        method=method,
+        restraints=None
+        if restraints is None
+        else jax.tree_util.tree_map(lambda a: jnp.asarray(a)[None], restraints),
+        energy_unit=energy_unit,
+        maxstep=maxstep,
+        fire=fire,
+        memory=memory,
+        alpha=alpha,
+        watch=watch,
+    )
+    return jax.tree_util.tree_map(lambda a: a[0], result)
+
+
+def minimize_many(
+    energy_fn: Callable[[jax.Array], Any],
+    positions0: jax.Array,
+    *,
+    fixed: jax.Array | None = None,
+    fmax: float | jax.Array = 0.01,
+    max_steps: int | jax.Array = 100,
+    method: Method = "lbfgs",
+    restraints: RestraintArrays | None = None,
+    energy_unit: float | jax.Array = 1.0,
+    maxstep: float | jax.Array = 0.2,
+    fire: FireParameters | None = None,
+    memory: int = 100,
+    alpha: float = 70.0,
+    watch: bool = False,
+) -> RelaxResult:
+    """Relax S structures at once with one energy function of all of them.
+
+    Each member takes the steps :func:`minimize` takes for it alone (its own
+    optimizer state, step count and convergence); the loop runs until every member
+    has stopped, a stopped member frozen. Where the energy of several structures
+    costs little more than one (e.g. structures packed into one system, whose
+    interaction lists never connect two of them) this is much cheaper than relaxing
+    them one by one or under ``vmap``.
+
+    Args:
+        energy_fn: positions (S, n_atoms, 3) [Å] -> (S,) energies (member s's
+            depending on ``positions[s]`` only), in the unit that ``energy_unit``
+            converts to eV; with ``watch``, a pair (energies, (S,) bool flags).
+        positions0: (S, n_atoms, 3) start geometries [Å].
+        fixed: (S, n_atoms) bool, atoms that never move; default none.
+        fmax: () or (S,) force tolerance [eV/Å].
+        max_steps: () or (S,) step caps.
+        restraints: :class:`RestraintArrays` with a leading (S,) axis.
+        method, energy_unit, maxstep, fire, memory, alpha: as :func:`minimize`.
+        watch: ``energy_fn`` also returns a flag per member;
+            ``RelaxResult.watched`` says whether it was ever true for that member.
+
+    Returns:
+        RelaxResult with a leading (S,) axis.
+
+    Raises:
+        InputError: unknown ``method``, ``positions0`` not (S, n_atoms, 3),
+            ``fixed`` of another shape, ``memory < 1``, or ``energy_fn`` not
+            returning (S,) energies (all at trace time).
+    """
+    _check_method(method, "minimize_many")
+    x0 = _as_positions(positions0)
+    if x0.ndim != 3 or x0.shape[2] != 3:
+        raise InputError(
+            "minimize_many: positions0 must have shape (n_structures, n_atoms, 3); "
+            f"got {x0.shape}.",
+            key="positions0",
+        )
+    n_members, n_atoms, _ = x0.shape
+    dtype = x0.dtype
+    if fixed is None:
+        free = jnp.ones((n_members, n_atoms), dtype=bool)
+    else:
+        fixed = jnp.asarray(fixed, dtype=bool)
+        if fixed.shape != (n_members, n_atoms):
+            raise InputError(
+                f"minimize_many: fixed must have shape ({n_members}, {n_atoms}) like "
+                f"positions0; got {fixed.shape}.",
                 key="fixed",
             )
         free = ~fixed
@@ -517,35 +626,41 @@ def minimize(
     if isinstance(max_steps, int | np.integer):
         memory = max(1, min(memory, int(max_steps) - 1))
     unit = jnp.asarray(energy_unit, dtype)
-    fmax = jnp.asarray(fmax, dtype)
+    fmax = jnp.broadcast_to(jnp.asarray(fmax, dtype), (n_members,))
     maxstep = jnp.asarray(maxstep, dtype)
-    max_steps = jnp.asarray(max_steps, jnp.int32)
-    free3 = free[:, None]
+    max_steps = jnp.broadcast_to(jnp.asarray(max_steps, jnp.int32), (n_members,))
+    free3 = free[..., None]
 
     e_out = jax.eval_shape(energy_fn, x0)
     e_shape = (e_out[0] if watch else e_out).shape
-    if e_shape != ():
+    if e_shape != (n_members,):
         raise InputError(
-            f"minimize: energy_fn must return a scalar energy; got shape {e_shape}.",
+            f"minimize_many: energy_fn must return ({n_members},) energies; got shape "
+            f"{e_shape}.",
             key="energy_fn",
         )
-    energy_and_grad = jax.value_and_grad(energy_fn, has_aux=watch)
+
+    def total(x: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+        out = energy_fn(x)
+        e, flag = out if watch else (out, jnp.zeros(n_members, bool))
+        return jnp.sum(e), (e, jnp.asarray(flag, bool))
+
+    energy_and_grad = jax.value_and_grad(total, has_aux=True)
 
     def evaluate(x: jax.Array):
-        if watch:
-            (e, flag), de = energy_and_grad(x)
-        else:
-            (e, de), flag = energy_and_grad(x), jnp.bool_(False)
+        (_, (e, flag)), de = energy_and_grad(x)
         e, f_model = e * unit, -de * unit
         f_opt = f_model
-        finite = jnp.isfinite(e) & jnp.all(jnp.isfinite(f_model))
+        finite = jnp.isfinite(e) & jnp.all(jnp.isfinite(f_model), axis=(1, 2))
         if restraints is not None:
-            _, f_restraint = restraint_energy_and_forces(x, restraints)
+            _, f_restraint = jax.vmap(restraint_energy_and_forces)(x, restraints)
             f_opt = f_opt + f_restraint
-            finite &= jnp.all(jnp.isfinite(f_restraint))
+            finite &= jnp.all(jnp.isfinite(f_restraint), axis=(1, 2))
         f_opt = jnp.where(free3, f_opt, 0.0)
-        max_force = jnp.max(jnp.sqrt(jnp.sum(f_opt * f_opt, axis=1)), initial=0.0)
-        return e, f_model, f_opt, finite, max_force, jnp.asarray(flag, bool)
+        max_force = jnp.max(
+            jnp.sqrt(jnp.sum(f_opt * f_opt, axis=2)), axis=1, initial=0.0
+        )
+        return e, f_model, f_opt, finite, max_force, flag
 
     if method == "fire":
         init, step = _fire(fire or FireParameters(), maxstep, dtype)
@@ -554,15 +669,19 @@ def minimize(
     else:
         init, step = _bfgs(alpha, maxstep, dtype)
 
+    def per_member(mask: jax.Array, a: jax.Array, b: jax.Array) -> jax.Array:
+        """``a`` where the (S,) ``mask`` holds, else ``b``."""
+        return jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - 1)), a, b)
+
     def body(c: _Carry) -> _Carry:
         e, f_model, f_opt, finite, max_force, flag = evaluate(c.x)
         watched = c.watched | flag
         converged = finite & (max_force < fmax)
         stop = converged | ~finite | (c.k >= max_steps)
-        dx, opt = step(c.opt, c.x, f_opt, c.k)
+        dx, opt = jax.vmap(step)(c.opt, c.x, f_opt, c.k)
         dx = jnp.where(free3, dx, 0.0)
         new = _Carry(
-            x=jnp.where(stop, c.x, c.x + dx),
+            x=per_member(stop, c.x, c.x + dx),
             k=jnp.where(stop, c.k, c.k + 1),
             done=stop,
             energy=e,
@@ -572,25 +691,25 @@ def minimize(
             watched=watched,
             opt=opt,  # not needed once stopped: left unmasked (it may be large)
         )
-        # a member that had already stopped stays frozen (matters under vmap)
+        # a member that had already stopped stays frozen
         frozen = {
-            f: jnp.where(c.done, getattr(c, f), getattr(new, f)) for f in _RESULTS
+            f: per_member(c.done, getattr(c, f), getattr(new, f)) for f in _RESULTS
         }
         return new._replace(**frozen)
 
-    nan = jnp.full((), jnp.nan, dtype)
+    nan = jnp.full((n_members,), jnp.nan, dtype)
     carry = _Carry(
         x=x0,
-        k=jnp.int32(0),
-        done=jnp.bool_(False),
+        k=jnp.zeros(n_members, jnp.int32),
+        done=jnp.zeros(n_members, bool),
         energy=nan,
         forces=jnp.full_like(x0, jnp.nan),
         max_force=nan,
-        converged=jnp.bool_(False),
-        watched=jnp.bool_(False),
-        opt=init(x0),
+        converged=jnp.zeros(n_members, bool),
+        watched=jnp.zeros(n_members, bool),
+        opt=jax.vmap(init)(x0),
     )
-    out = jax.lax.while_loop(lambda c: ~c.done, body, carry)
+    out = jax.lax.while_loop(lambda c: ~jnp.all(c.done), body, carry)
     return RelaxResult(
         positions=out.x,
         energy=out.energy,

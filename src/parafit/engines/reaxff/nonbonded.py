@@ -38,7 +38,9 @@ __all__ = [
     "QEQ_EV",
     "PairList",
     "TypeTables",
+    "eem_charges",
     "make_pair_list",
+    "packed_eem_charges",
     "pad_pair_list",
     "nonbonded_energies",
     "taper",
@@ -265,6 +267,42 @@ def _pair_distances(positions: jax.Array, pairs: PairList) -> jax.Array:
     return jnp.where(pos, jnp.sqrt(jnp.where(pos, sq, 1.0)), 0.0)
 
 
+def _eem_couplings(
+    tables: TypeTables, types: jax.Array, positions: jax.Array, pairs: PairList
+) -> jax.Array:
+    """(n_pairs,) shielded Coulomb couplings [eV/e²] of the EEM matrix."""
+    r = _pair_distances(positions, pairs)
+    ti, tj = types[pairs.i], types[pairs.j]
+    in_range = r <= tables.r_cut
+    return jnp.where(
+        in_range,
+        pairs.weight
+        * QEQ_EV
+        * taper(r, tables.r_cut)
+        / jnp.cbrt(r**3 + tables.gamma3[ti, tj]),
+        0.0,
+    )
+
+
+def _eem_solve(
+    tables: TypeTables,
+    types: jax.Array,
+    mat: jax.Array,
+    mask: jax.Array,
+    total_charge: float | jax.Array,
+) -> jax.Array:
+    """Charges (n,) of one structure from its coupling matrix (n, n)."""
+    mat = jnp.where(mask[:, None] & mask[None, :], mat, 0.0)
+    mat = mat + jnp.diag(jnp.where(mask, 2.0 * tables.eta[types], 1.0))
+    chi = jnp.where(mask, tables.chi[types], 0.0)
+    ones = mask.astype(mat.dtype)
+    border = jnp.block([[mat, ones[:, None]], [ones[None, :], jnp.zeros((1, 1))]])
+    rhs = jnp.concatenate(
+        [-chi, jnp.reshape(jnp.asarray(total_charge, mat.dtype), (1,))]
+    )
+    return jnp.linalg.solve(border, rhs)[: mat.shape[0]]
+
+
 def eem_charges(
     tables: TypeTables,
     types: jax.Array,
@@ -285,27 +323,44 @@ def eem_charges(
     if stop_position_gradient:
         positions = jax.lax.stop_gradient(positions)
     mask = jnp.ones(n, dtype=bool) if atom_mask is None else atom_mask
-    r = _pair_distances(positions, pairs)
-    ti, tj = types[pairs.i], types[pairs.j]
-    in_range = r <= tables.r_cut
-    h = jnp.where(
-        in_range,
-        pairs.weight
-        * QEQ_EV
-        * taper(r, tables.r_cut)
-        / jnp.cbrt(r**3 + tables.gamma3[ti, tj]),
-        0.0,
-    )
+    h = _eem_couplings(tables, types, positions, pairs)
     mat = jnp.zeros((n, n)).at[pairs.i, pairs.j].add(h).at[pairs.j, pairs.i].add(h)
-    mat = jnp.where(mask[:, None] & mask[None, :], mat, 0.0)
-    mat = mat + jnp.diag(jnp.where(mask, 2.0 * tables.eta[types], 1.0))
-    chi = jnp.where(mask, tables.chi[types], 0.0)
-    ones = mask.astype(mat.dtype)
-    border = jnp.block([[mat, ones[:, None]], [ones[None, :], jnp.zeros((1, 1))]])
-    rhs = jnp.concatenate(
-        [-chi, jnp.reshape(jnp.asarray(total_charge, mat.dtype), (1,))]
+    return _eem_solve(tables, types, mat, mask, total_charge)
+
+
+def packed_eem_charges(
+    tables: TypeTables,
+    types: jax.Array,
+    positions: jax.Array,
+    pairs: PairList,
+    total_charge: jax.Array,
+    atom_mask: jax.Array,
+) -> jax.Array:
+    """:func:`eem_charges` of structures packed side by side, each of the same
+    (padded) size: atom ``a`` is atom ``a % n`` of structure ``a // n``, with ``n =
+    n_atoms / n_structures``; ``pairs`` never connect two structures.
+
+    Args:
+        types: (n_atoms,); positions (n_atoms, 3) [Å]; atom_mask (n_atoms,).
+        total_charge: (n_structures,) [e].
+
+    Returns:
+        (n_atoms,) charges [e], each structure's solved on its own (positions'
+        gradient stopped).
+    """
+    n_structures = total_charge.shape[0]
+    n = positions.shape[0] // n_structures
+    positions = jax.lax.stop_gradient(positions)
+    h = _eem_couplings(tables, types, positions, pairs)
+    s, a, b = pairs.i // n, pairs.i % n, pairs.j % n
+    mat = jnp.zeros((n_structures, n, n), h.dtype).at[s, a, b].add(h).at[s, b, a].add(h)
+    q = jax.vmap(lambda m, t, mask, total: _eem_solve(tables, t, m, mask, total))(
+        mat,
+        types.reshape(n_structures, n),
+        atom_mask.reshape(n_structures, n),
+        total_charge,
     )
-    return jnp.linalg.solve(border, rhs)[:n]
+    return q.reshape(-1)
 
 
 def nonbonded_energies(

@@ -1,0 +1,120 @@
+"""Packed relaxations: a bucket of molecules relaxed together as one system.
+
+``pack_relaxations`` changes the schedule only: each structure takes the steps it
+takes alone (its own optimizer, step cap, fixed atoms and restraints), its lists follow
+its own atoms, and a structure that outgrows its lists is flagged alone. So packed and
+one-by-one relaxations must give the same results, restarts included.
+"""
+
+import logging
+
+import numpy as np
+import pytest
+
+from parafit.engines.reaxff.engine import ReaxFFEngine
+from parafit.jobs import BondRestraint, GeometryOptimization, Job
+
+SMALL = ["hsshGeo", "h2sGeo", "mdtBase", "dmteBase", "dmds", "s8", "bnz"]
+
+
+@pytest.fixture(scope="module")
+def disulfide(shared_data):
+    from parafit.io.reaxff_import import import_reaxff_directory
+
+    root = shared_data / "reaxff-benchmarks" / "disulfide"
+    jobs, _, _ = import_reaxff_directory(root)
+    return root, jobs
+
+
+def _variants(jobs) -> list[Job]:
+    """Disulfide's small relaxations (FIRE), plus two LBFGS ones: one with a
+    restraint, one with a fixed atom."""
+    mdt = jobs["mdtBase"]
+    restrained = Job(
+        "mdt_restrained",
+        mdt.atoms,
+        GeometryOptimization(
+            optimizer="lbfgs",
+            max_iterations=60,
+            fmax=0.02,
+            restraints=(BondRestraint(0, 1, target=1.9, force_constant=3.0),),
+        ),
+    )
+    fixed = Job(
+        "dmds_fixed",
+        jobs["dmds"].atoms,
+        GeometryOptimization(optimizer="lbfgs", max_iterations=40),
+        metadata={"fixed_atoms": [0]},
+    )
+    return [*(jobs[i] for i in SMALL), restrained, fixed]
+
+
+def _run(root, jobs, x, **options):
+    engine = ReaxFFEngine(root / "ffield_lit", **options)
+    iface = engine.default_interface()
+    fn = engine.setup(jobs, iface.names)
+    return fn, fn(iface.values[None] if x is None else x)
+
+
+def _assert_same(jobs, a, b) -> None:
+    for job in jobs:
+        p, q = a[job.id], b[job.id]
+        np.testing.assert_array_equal(p.n_steps, q.n_steps)
+        np.testing.assert_array_equal(p.status, q.status)
+        np.testing.assert_allclose(p.energy, q.energy, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(p.forces, q.forces, atol=1e-8)
+        np.testing.assert_allclose(p.positions, q.positions, atol=1e-9)
+        np.testing.assert_allclose(p.charges, q.charges, atol=1e-10)
+
+
+def test_packed_relaxations_equal_one_by_one(disulfide) -> None:
+    root, jobs = disulfide
+    picked = _variants(jobs)
+    packed_fn, packed = _run(root, picked, None, pack_relaxations=True)
+    assert all(b.packed is not None for b in packed_fn.buckets)
+    assert {b.kind for b in packed_fn.buckets} == {"fire", "lbfgs"}
+    single_fn, single = _run(
+        root, picked, None, pack_relaxations=False, relax_sequential=True
+    )
+    assert all(b.packed is None for b in single_fn.buckets)
+    _assert_same(picked, packed, single)
+    steps = {int(packed[j.id].n_steps[0]) for j in picked}
+    assert len(steps) > 3  # members stopped at different steps
+    restrained = packed["mdt_restrained"].positions[0]
+    assert abs(np.linalg.norm(restrained[1] - restrained[0]) - 1.9) < 0.3
+    np.testing.assert_array_equal(
+        packed["dmds_fixed"].positions[0, 0], jobs["dmds"].atoms.positions[0]
+    )
+
+
+def test_packed_relaxations_flag_and_restart_each_structure_alone(
+    disulfide, caplog
+) -> None:
+    """A small skin and no watch: structures whose atoms move more than 0.1 Å are
+    flagged and restarted, the others not; as one by one."""
+    root, jobs = disulfide
+    picked = [jobs[i] for i in SMALL]
+    iface = ReaxFFEngine(root / "ffield_lit").default_interface()
+    names = list(iface.names)
+    x = np.repeat(iface.values[None], 2, axis=0)
+    x[1, names.index("S.S:D_e^sigma")] *= 1.1
+    logs = {}
+    out = {}
+    for pack in (True, False):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="parafit.engines.reaxff.engine"):
+            _, out[pack] = _run(
+                root,
+                picked,
+                x,
+                skin=0.2,
+                watch=0.0,
+                max_restarts=1,
+                pack_relaxations=pack,
+            )
+        logs[pack] = sorted(
+            r.getMessage() for r in caplog.records if "outgrew" in r.getMessage()
+        )
+    assert logs[True] == logs[False]
+    assert 0 < len(logs[True]) < len(picked)  # some structures flagged, not all
+    _assert_same(picked, out[True], out[False])
