@@ -125,3 +125,13 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip("../shared/data is not present")
     return path
+
+
+@pytest.fixture(scope="session")
+def disulfide_jobs(shared_data: Path):
+    """(folder, jobs) of the disulfide ReaxFF benchmark set (training and validation)."""
+    from parafit.io.reaxff_import import import_reaxff_directory
+
+    root = shared_data / "reaxff-benchmarks" / "disulfide"
+    jobs, _, _ = import_reaxff_directory(root)
+    return root, jobs

@@ -52,23 +52,14 @@ def test_calculator_terms_equal_golden(shared_data, system: str) -> None:
     assert abs(q.sum()) < 1e-10
 
 
-@pytest.fixture(scope="module")
-def disulfide(shared_data):
-    from parafit.io.reaxff_import import import_reaxff_directory
-
-    root = shared_data / "reaxff-benchmarks" / "disulfide"
-    jobs, _, _ = import_reaxff_directory(root)
-    return root, jobs
-
-
 def _pick(jobs, ids):
     return [jobs[i] for i in ids]
 
 
 @pytest.fixture(scope="module")
-def small_set(disulfide):
+def small_set(disulfide_jobs):
     """Three small disulfide molecules: two single points and one FIRE relaxation."""
-    root, jobs = disulfide
+    root, jobs = disulfide_jobs
     sp = [j for j in jobs if isinstance(j.task, SinglePoint) and len(j.atoms) <= 4][:2]
     go = next(
         j
@@ -206,10 +197,10 @@ def test_relaxed_positions_jacobian_matches_tight_relaxation(small_set) -> None:
     assert d0.shape == (len(go.atoms), len(go.atoms))
 
 
-def test_buckets_cut_where_they_pad_least(disulfide) -> None:
+def test_buckets_cut_where_they_pad_least(disulfide_jobs) -> None:
     """Disulfide's nine relaxations (3-26 atoms) in two buckets: the seven small
     molecules together and the two 24/26-atom ones apart (not {<= 8}, {9..26})."""
-    root, jobs = disulfide
+    root, jobs = disulfide_jobs
     ids = ["hsshGeo", "h2sGeo", "mdtBase", "dmteBase", "dmds", "s8", "bnz"]
     relax = _pick(jobs, [*ids, "dpds", "dpods"])  # the training set's relaxations
     assert all(isinstance(j.task, GeometryOptimization) for j in relax)
@@ -233,14 +224,14 @@ def test_buckets_cut_where_they_pad_least(disulfide) -> None:
     assert sum(map(work, parts)) <= sum(work(b.plans) for b in fn.buckets)
 
 
-def test_cpu_single_point_calls_stay_small_for_big_buckets(disulfide) -> None:
+def test_cpu_single_point_calls_stay_small_for_big_buckets(disulfide_jobs) -> None:
     """On a CPU, vectors per single-point call shrink as a bucket's work grows (its
     arrays stay in cache): one vector for 10-atom molecules, many for 3-atom ones."""
     import jax
 
     if jax.default_backend() != "cpu":
         pytest.skip("the rule is for CPUs")
-    root, jobs = disulfide
+    root, jobs = disulfide_jobs
     sp = [j for j in jobs if isinstance(j.task, SinglePoint)]
     fn = ReaxFFEngine(root / "ffield_lit", max_chunk=16).setup(sp, [])
     chunks = {b.n_atoms: fn._chunk_size(b) for b in fn.buckets}

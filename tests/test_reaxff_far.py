@@ -22,23 +22,14 @@ from parafit.jobs import GeometryOptimization, SinglePoint
 from parafit.reaxff import ffield_with_values, interface_from_ffield, read_ffield
 
 
-@pytest.fixture(scope="module")
-def disulfide(shared_data):
-    from parafit.io.reaxff_import import import_reaxff_directory
-
-    root = shared_data / "reaxff-benchmarks" / "disulfide"
-    jobs, _, _ = import_reaxff_directory(root)
-    return root, jobs
-
-
 def _single_points(jobs, n: int = 12):
     """The ``n`` largest single points of a job collection."""
     sps = [j for j in jobs if isinstance(j.task, SinglePoint)]
     return sorted(sps, key=lambda j: -len(j.atoms))[:n]
 
 
-def test_far_candidates_change_no_energy_force_or_charge(disulfide, monkeypatch):
-    root, jobs = disulfide
+def test_far_candidates_change_no_energy_force_or_charge(disulfide_jobs, monkeypatch):
+    root, jobs = disulfide_jobs
     picked = _single_points(jobs)
     engine = ReaxFFEngine(root / "ffield_lit")
     iface = engine.default_interface()
@@ -59,9 +50,9 @@ def test_far_candidates_change_no_energy_force_or_charge(disulfide, monkeypatch)
 
 
 def test_a_far_candidate_reaching_bo_cut_flags_and_redoes_the_single_point(
-    disulfide, caplog
+    disulfide_jobs, caplog
 ):
-    root, jobs = disulfide
+    root, jobs = disulfide_jobs
     ff = read_ffield(root / "ffield_lit")
     job = _single_points(jobs, 1)[0]
     engine = ReaxFFEngine(ff)
@@ -84,11 +75,11 @@ def test_a_far_candidate_reaching_bo_cut_flags_and_redoes_the_single_point(
     assert abs(got.energy[1] - got.energy[0]) > 1e-6  # the new bonds count
 
 
-def test_relaxation_watches_its_far_candidates_and_equals_ase(disulfide, caplog):
+def test_relaxation_watches_its_far_candidates_and_equals_ase(disulfide_jobs, caplog):
     """A relaxation's far candidates are watched, not in its bond arrays; it takes
     the same steps to the same geometry as ASE's FIRE with the calculator, whose
     lists carry every candidate."""
-    root, jobs = disulfide
+    root, jobs = disulfide_jobs
     job = max(
         (j for j in jobs if isinstance(j.task, GeometryOptimization)),
         key=lambda j: len(j.atoms),
@@ -111,11 +102,13 @@ def test_relaxation_watches_its_far_candidates_and_equals_ase(disulfide, caplog)
     np.testing.assert_allclose(got.forces[0], ref.forces[0], atol=1e-7)
 
 
-def test_lowering_bo_cut_makes_relaxations_join_or_restart_and_stay_exact(disulfide):
+def test_lowering_bo_cut_makes_relaxations_join_or_restart_and_stay_exact(
+    disulfide_jobs,
+):
     """bo_cut 1e-9: many far candidates of a relaxation are bonds from the start;
     they join its lists or the relaxation restarts with lists built for that
     vector, and it ends where ASE with that force field ends."""
-    root, jobs = disulfide
+    root, jobs = disulfide_jobs
     ff = read_ffield(root / "ffield_lit")
     job = min(
         (j for j in jobs if isinstance(j.task, GeometryOptimization)),

@@ -9,21 +9,11 @@ one-by-one relaxations must give the same results, restarts included.
 import logging
 
 import numpy as np
-import pytest
 
 from parafit.engines.reaxff.engine import ReaxFFEngine
 from parafit.jobs import BondRestraint, GeometryOptimization, Job
 
 SMALL = ["hsshGeo", "h2sGeo", "mdtBase", "dmteBase", "dmds", "s8", "bnz"]
-
-
-@pytest.fixture(scope="module")
-def disulfide(shared_data):
-    from parafit.io.reaxff_import import import_reaxff_directory
-
-    root = shared_data / "reaxff-benchmarks" / "disulfide"
-    jobs, _, _ = import_reaxff_directory(root)
-    return root, jobs
 
 
 def _variants(jobs) -> list[Job]:
@@ -67,8 +57,8 @@ def _assert_same(jobs, a, b) -> None:
         np.testing.assert_allclose(p.charges, q.charges, atol=1e-10)
 
 
-def test_packed_relaxations_equal_one_by_one(disulfide) -> None:
-    root, jobs = disulfide
+def test_packed_relaxations_equal_one_by_one(disulfide_jobs) -> None:
+    root, jobs = disulfide_jobs
     picked = _variants(jobs)
     packed_fn, packed = _run(root, picked, None, pack_relaxations=True)
     assert all(b.packed is not None for b in packed_fn.buckets)
@@ -88,11 +78,11 @@ def test_packed_relaxations_equal_one_by_one(disulfide) -> None:
 
 
 def test_packed_relaxations_flag_and_restart_each_structure_alone(
-    disulfide, caplog
+    disulfide_jobs, caplog
 ) -> None:
     """A small skin and no watch: structures whose atoms move more than 0.1 Å are
     flagged and restarted, the others not; as one by one."""
-    root, jobs = disulfide
+    root, jobs = disulfide_jobs
     picked = [jobs[i] for i in SMALL]
     iface = ReaxFFEngine(root / "ffield_lit").default_interface()
     names = list(iface.names)

@@ -98,7 +98,9 @@ def test_restarts_of_different_jobs_share_one_compiled_shape(caplog) -> None:
     dimer_atoms = water.atoms + water.atoms.copy()
     dimer_atoms.positions[3:] += [0.0, 0.0, 6.0]
     dimer = Job("dimer", dimer_atoms, water.task)
-    engine = ReaxFFEngine(FFIELD, skin=0.2)
+    # restarts (one structure each) are never packed: an unpacked bucket shares
+    # their compiled function, so all shapes are counted in one place
+    engine = ReaxFFEngine(FFIELD, skin=0.2, pack_relaxations=False)
     iface = engine.default_interface()
     x = iface.values[None]
     fn = engine.setup([dimer, water], iface.names)

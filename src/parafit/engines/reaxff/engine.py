@@ -538,10 +538,12 @@ class _Bucket:
         }
         self.periodic = any(has_stress(p.job.atoms) for p in self.plans)
         self.charged = any(needs_charges(p.types, p.charge) for p in self.plans)
+        # one structure gains nothing from packing, and its packed lists would not
+        # keep the padded sizes restarts share (see ReaxFFFn._restart)
         packs = self.kind == "sp" or (self.pack_relaxations and not self.relax_cell)
         self.packed = (
             _packed_lists(self.arrays, relaxing=self.kind != "sp")
-            if packs and not self.periodic
+            if packs and not self.periodic and len(self.plans) > 1
             else None
         )
         self.fns.clear()
