@@ -20,6 +20,7 @@ from parafit.engines.reaxff.nonbonded import (  # noqa: E402
     C_ELE,
     eem_charges,
     make_pair_list,
+    molecule_eem_charges,
     nonbonded_energies,
     type_tables,
     vdw_form,
@@ -75,6 +76,36 @@ def test_golden_nonbonded_terms(shared_data, system: str) -> None:
         gold["E_coul"]
     )
     assert abs(coul - gold["E_coul"]) < max(1e-6 * abs(gold["E_coul"]), 1e-4)
+
+
+def test_molecule_charges_equal_pair_list_charges(shared_data) -> None:
+    """Dense per-molecule EEM (packed buckets) equals the pair-list solve: isobutene
+    and a 7-atom fragment of it (padded to 12 atoms, charge +1) stacked."""
+    root = shared_data / "reaxff-golden" / "isobutene"
+    ff = read_ffield(root / "ffield")
+    isobutene = read(root / "geo.pdb")
+    mols = [isobutene, isobutene[:7]]
+    n = max(len(m) for m in mols)
+    types, pos, mask, ref = [], [], [], []
+    for k, m in enumerate(mols):
+        ti, tables, pairs = setup(ff, m)
+        t = tables(jnp.asarray(ff.atom_params))
+        q = eem_charges(t, ti, jnp.asarray(m.positions), pairs, float(k))
+        pad = n - len(m)
+        types.append(np.concatenate([np.asarray(ti), np.zeros(pad, int)]))
+        far = 1e4 * (1 + np.arange(pad))[:, None] * np.array([[1.0, 0.0, 0.0]])
+        pos.append(np.concatenate([m.positions, far]))
+        mask.append(np.arange(n) < len(m))
+        ref.append(np.concatenate([np.asarray(q), np.zeros(pad)]))
+    got = molecule_eem_charges(
+        t,
+        jnp.asarray(np.array(types)),
+        jnp.asarray(np.array(pos)),
+        jnp.asarray([0.0, 1.0]),
+        jnp.asarray(np.array(mask)),
+    )
+    np.testing.assert_allclose(got, np.array(ref), atol=1e-12)
+    assert abs(float(got[1].sum()) - 1.0) < 1e-12
 
 
 def test_parameter_gradient_equals_finite_differences(shared_data) -> None:

@@ -81,8 +81,7 @@ from parafit.engines.reaxff.model import (
 from parafit.engines.reaxff.names import interface_from_ffield
 from parafit.engines.reaxff.nonbonded import (
     PairList,
-    eem_charges,
-    packed_eem_charges,
+    molecule_eem_charges,
     pad_pair_list,
 )
 from parafit.engines.reaxff.topology import (
@@ -967,16 +966,13 @@ class ReaxFFFn:
             n_structures, n = arrays["types"].shape
             positions = arrays["positions"]
             if charged:
-                q = jax.vmap(
-                    lambda s: eem_charges(
-                        tables.nonbonded,
-                        s["types"],
-                        s["positions"],
-                        s["pairs"],
-                        s["charge"],
-                        atom_mask=s["top"].atom_mask,
-                    )
-                )(arrays)
+                q = molecule_eem_charges(
+                    tables.nonbonded,
+                    arrays["types"],
+                    positions,
+                    arrays["charge"],
+                    arrays["top"].atom_mask,
+                )
             else:
                 q = jnp.zeros((n_structures, n), positions.dtype)
             segment = (packed["segment"], n_structures)
@@ -1025,21 +1021,19 @@ class ReaxFFFn:
             lists follow every structure's atoms (:func:`_packed_extended_lists`)."""
             n_structures, n = arrays["types"].shape
             types, segment = packed["types"], (packed["segment"], n_structures)
-            atom_mask = packed["top"].atom_mask
 
             def energies(x: jax.Array, lists: Any) -> tuple[jax.Array, Any]:
                 """(n_structures,) energies [kcal/mol] at x (n_structures, n, 3)."""
                 flat = x.reshape(-1, 3)
                 top, pairs = lists
                 if charged:
-                    q = packed_eem_charges(
+                    q = molecule_eem_charges(
                         tables.nonbonded,
-                        types,
-                        flat,
-                        jax.lax.stop_gradient(pairs),
+                        arrays["types"],
+                        x,
                         arrays["charge"],
-                        atom_mask,
-                    )
+                        arrays["top"].atom_mask,
+                    ).reshape(-1)
                 else:
                     q = jnp.zeros(flat.shape[0], flat.dtype)
                 terms, overflow = structure_terms(

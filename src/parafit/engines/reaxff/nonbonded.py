@@ -40,7 +40,7 @@ __all__ = [
     "TypeTables",
     "eem_charges",
     "make_pair_list",
-    "packed_eem_charges",
+    "molecule_eem_charges",
     "pad_pair_list",
     "nonbonded_energies",
     "taper",
@@ -328,39 +328,44 @@ def eem_charges(
     return _eem_solve(tables, types, mat, mask, total_charge)
 
 
-def packed_eem_charges(
+def molecule_eem_charges(
     tables: TypeTables,
     types: jax.Array,
     positions: jax.Array,
-    pairs: PairList,
     total_charge: jax.Array,
     atom_mask: jax.Array,
 ) -> jax.Array:
-    """:func:`eem_charges` of structures packed side by side, each of the same
-    (padded) size: atom ``a`` is atom ``a % n`` of structure ``a // n``, with ``n =
-    n_atoms / n_structures``; ``pairs`` never connect two structures.
+    """:func:`eem_charges` of molecules (no cell) from their dense coupling matrices:
+    every pair of atoms within ``r_cut`` couples, as in the pair lists of a molecule,
+    so no list is needed (and no gather or scatter, slow on a CPU).
 
     Args:
-        types: (n_atoms,); positions (n_atoms, 3) [Å]; atom_mask (n_atoms,).
+        types: (n_structures, n_atoms) int; positions (n_structures, n_atoms, 3)
+            [Å]; atom_mask (n_structures, n_atoms) (padding atoms get charge 0).
         total_charge: (n_structures,) [e].
 
     Returns:
-        (n_atoms,) charges [e], each structure's solved on its own (positions'
-        gradient stopped).
+        (n_structures, n_atoms) charges [e] (positions' gradient stopped).
     """
-    n_structures = total_charge.shape[0]
-    n = positions.shape[0] // n_structures
-    positions = jax.lax.stop_gradient(positions)
-    h = _eem_couplings(tables, types, positions, pairs)
-    s, a, b = pairs.i // n, pairs.i % n, pairs.j % n
-    mat = jnp.zeros((n_structures, n, n), h.dtype).at[s, a, b].add(h).at[s, b, a].add(h)
-    q = jax.vmap(lambda m, t, mask, total: _eem_solve(tables, t, m, mask, total))(
-        mat,
-        types.reshape(n_structures, n),
-        atom_mask.reshape(n_structures, n),
-        total_charge,
+    x = jax.lax.stop_gradient(positions)
+    d = x[:, None, :, :] - x[:, :, None, :]
+    sq = jnp.sum(d * d, axis=-1)
+    n = types.shape[1]
+    pair = (
+        ~jnp.eye(n, dtype=bool)[None]
+        & atom_mask[:, :, None]
+        & atom_mask[:, None, :]
+        & (sq > 0)
     )
-    return q.reshape(-1)
+    r = jnp.sqrt(jnp.where(pair, sq, 1.0))
+    gamma3 = tables.gamma3[types[:, :, None], types[:, None, :]]
+    coupled = pair & (r <= tables.r_cut)
+    h = jnp.where(
+        coupled, QEQ_EV * taper(r, tables.r_cut) / jnp.cbrt(r**3 + gamma3), 0.0
+    )
+    return jax.vmap(lambda m, t, mask, total: _eem_solve(tables, t, m, mask, total))(
+        h, types, atom_mask, total_charge
+    )
 
 
 def nonbonded_energies(
