@@ -208,6 +208,12 @@ def main(argv: list[str] | None = None) -> int:
         "structure only moves atoms between vectors: the fastest LAMMPS driver)",
     )
     parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="buckets evaluated at once (default: the engine's, one per CPU core)",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="8 single points, 4 vectors, no LAMMPS, not recorded",
@@ -222,7 +228,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from parafit.engines.reaxff.engine import ReaxFFEngine
 
-    engine = ReaxFFEngine(DATA / "ffield_lit", max_chunk=args.vectors)
+    engine = ReaxFFEngine(
+        DATA / "ffield_lit", max_chunk=args.vectors, threads=args.threads
+    )
     fn, t_setup = _timed(engine.setup, jobs, names)
     # as the objective does: the engine computes what the loss reads (single points
     # read for energies and charges only skip their forces)
@@ -244,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         "parafit_first_call_n_s": t_firstn,
         "parafit_run_n_s": t_runn,
         "n_vectors": args.vectors,
+        "threads": fn._threads(),
         "failed_vectors_jobs": int(
             sum(((r.status & 1) != 0).sum() for r in rn.values())
         ),

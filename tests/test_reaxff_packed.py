@@ -9,6 +9,7 @@ one-by-one relaxations must give the same results, restarts included.
 import logging
 
 import numpy as np
+import pytest
 
 from parafit.engines.reaxff.engine import ReaxFFEngine
 from parafit.jobs import BondRestraint, GeometryOptimization, Job
@@ -59,7 +60,10 @@ def _assert_same(jobs, a, b) -> None:
 def test_packed_relaxations_equal_one_by_one(disulfide_jobs) -> None:
     root, jobs = disulfide_jobs
     picked = _variants(jobs)
-    packed_fn, packed = _run(root, picked, None, pack_relaxations=True)
+    # buckets evaluated at once in two threads, or one after another: the same
+    packed_fn, packed = _run(root, picked, None, pack_relaxations=True, threads=2)
+    _, serial = _run(root, picked, None, pack_relaxations=True, threads=1)
+    _assert_same(picked, packed, serial)
     assert all(b.packed is not None for b in packed_fn.buckets if len(b.plans) > 1)
     assert sum(len(b.plans) for b in packed_fn.buckets if b.packed) == len(picked)
     assert {b.kind for b in packed_fn.buckets} == {"fire", "lbfgs"}
@@ -108,3 +112,14 @@ def test_packed_relaxations_flag_and_restart_each_structure_alone(
     assert logs[True] == logs[False]
     assert 0 < len(logs[True]) < len(picked)  # some structures flagged, not all
     _assert_same(picked, out[True], out[False])
+
+
+def test_schedule_settings_are_checked(disulfide_jobs) -> None:
+    from parafit.errors import EngineError
+
+    root, _ = disulfide_jobs
+    for bad in ({"threads": 0}, {"threads": 1.5}, {"pack_relaxations": "yes"}):
+        with pytest.raises(EngineError, match=next(iter(bad))):
+            ReaxFFEngine(root / "ffield_lit", **bad)
+    settings = ReaxFFEngine(root / "ffield_lit", threads=3).to_dict()
+    assert settings["threads"] == 3 and settings["pack_relaxations"] is None

@@ -272,6 +272,8 @@ class RelaxResult:
         converged: () bool, ``max_force < fmax`` with finite values.
         watched: () bool, the flag of ``energy_fn`` (with ``watch=True``) was true
             at some geometry the optimizer evaluated (False without ``watch``).
+        aux: what ``energy_fn`` returned besides the energy at the final geometry
+            (:func:`minimize_many` with ``aux=True``; None otherwise).
     """
 
     positions: jax.Array
@@ -281,6 +283,7 @@ class RelaxResult:
     n_steps: jax.Array
     converged: jax.Array
     watched: jax.Array
+    aux: Any = None
 
 
 jax.tree_util.register_dataclass(
@@ -293,6 +296,7 @@ jax.tree_util.register_dataclass(
         "n_steps",
         "converged",
         "watched",
+        "aux",
     ],
     meta_fields=[],
 )
@@ -307,10 +311,21 @@ class _Carry(NamedTuple):
     max_force: jax.Array
     converged: jax.Array
     watched: jax.Array  # energy_fn's flag was true at some evaluated geometry
+    aux: Any  # energy_fn's auxiliary output at x (None without aux)
     opt: tuple[jax.Array, ...]
 
 
-_RESULTS = ("x", "k", "done", "energy", "forces", "max_force", "converged", "watched")
+_RESULTS = (
+    "x",
+    "k",
+    "done",
+    "energy",
+    "forces",
+    "max_force",
+    "converged",
+    "watched",
+    "aux",
+)
 
 # Each method: init(x) -> state; step(state, x, f, k) -> (dx, state), with f the
 # optimizer's forces (n, 3) [eV/Å] (zero on fixed atoms) and k the step index.
@@ -567,6 +582,7 @@ def minimize_many(
     memory: int = 100,
     alpha: float = 70.0,
     watch: bool = False,
+    aux: bool = False,
 ) -> RelaxResult:
     """Relax S structures at once with one energy function of all of them.
 
@@ -589,6 +605,10 @@ def minimize_many(
         method, energy_unit, maxstep, fire, memory, alpha: as :func:`minimize`.
         watch: ``energy_fn`` also returns a flag per member;
             ``RelaxResult.watched`` says whether it was ever true for that member.
+        aux: ``energy_fn`` returns one more item last, a pytree of arrays with a
+            leading (S,) axis computed with the energies (e.g. charges);
+            ``RelaxResult.aux`` holds it at each member's final geometry, so the
+            caller need not evaluate there again.
 
     Returns:
         RelaxResult with a leading (S,) axis.
@@ -632,7 +652,7 @@ def minimize_many(
     free3 = free[..., None]
 
     e_out = jax.eval_shape(energy_fn, x0)
-    e_shape = (e_out[0] if watch else e_out).shape
+    e_shape = (e_out[0] if watch or aux else e_out).shape
     if e_shape != (n_members,):
         raise InputError(
             f"minimize_many: energy_fn must return ({n_members},) energies; got shape "
@@ -640,15 +660,21 @@ def minimize_many(
             key="energy_fn",
         )
 
-    def total(x: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
-        out = energy_fn(x)
-        e, flag = out if watch else (out, jnp.zeros(n_members, bool))
-        return jnp.sum(e), (e, jnp.asarray(flag, bool))
+    def split(out: Any) -> tuple[jax.Array, jax.Array, Any]:
+        """(energies, flags, aux) of an output of energy_fn."""
+        if not (watch or aux):
+            return out, jnp.zeros(n_members, bool), None
+        flag = jnp.asarray(out[1], bool) if watch else jnp.zeros(n_members, bool)
+        return out[0], flag, out[-1] if aux else None
+
+    def total(x: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array, Any]]:
+        e, flag, extra = split(energy_fn(x))
+        return jnp.sum(e), (e, flag, extra)
 
     energy_and_grad = jax.value_and_grad(total, has_aux=True)
 
     def evaluate(x: jax.Array):
-        (_, (e, flag)), de = energy_and_grad(x)
+        (_, (e, flag, extra)), de = energy_and_grad(x)
         e, f_model = e * unit, -de * unit
         f_opt = f_model
         finite = jnp.isfinite(e) & jnp.all(jnp.isfinite(f_model), axis=(1, 2))
@@ -660,7 +686,7 @@ def minimize_many(
         max_force = jnp.max(
             jnp.sqrt(jnp.sum(f_opt * f_opt, axis=2)), axis=1, initial=0.0
         )
-        return e, f_model, f_opt, finite, max_force, flag
+        return e, f_model, f_opt, finite, max_force, flag, extra
 
     if method == "fire":
         init, step = _fire(fire or FireParameters(), maxstep, dtype)
@@ -669,12 +695,18 @@ def minimize_many(
     else:
         init, step = _bfgs(alpha, maxstep, dtype)
 
-    def per_member(mask: jax.Array, a: jax.Array, b: jax.Array) -> jax.Array:
-        """``a`` where the (S,) ``mask`` holds, else ``b``."""
-        return jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - 1)), a, b)
+    def per_member(mask: jax.Array, a: Any, b: Any) -> Any:
+        """``a`` where the (S,) ``mask`` holds, else ``b`` (arrays or pytrees)."""
+        return jax.tree_util.tree_map(
+            lambda p, q: jnp.where(
+                mask.reshape(mask.shape + (1,) * (p.ndim - 1)), p, q
+            ),
+            a,
+            b,
+        )
 
     def body(c: _Carry) -> _Carry:
-        e, f_model, f_opt, finite, max_force, flag = evaluate(c.x)
+        e, f_model, f_opt, finite, max_force, flag, extra = evaluate(c.x)
         watched = c.watched | flag
         converged = finite & (max_force < fmax)
         stop = converged | ~finite | (c.k >= max_steps)
@@ -689,6 +721,7 @@ def minimize_many(
             max_force=max_force,
             converged=converged,
             watched=watched,
+            aux=extra,
             opt=opt,  # not needed once stopped: left unmasked (it may be large)
         )
         # a member that had already stopped stays frozen
@@ -707,6 +740,9 @@ def minimize_many(
         max_force=nan,
         converged=jnp.zeros(n_members, bool),
         watched=jnp.zeros(n_members, bool),
+        aux=jax.tree_util.tree_map(
+            lambda a: jnp.zeros(a.shape, a.dtype), e_out[-1] if aux else None
+        ),
         opt=jax.vmap(init)(x0),
     )
     out = jax.lax.while_loop(lambda c: ~jnp.all(c.done), body, carry)
@@ -718,4 +754,5 @@ def minimize_many(
         n_steps=out.k,
         converged=out.converged,
         watched=out.watched,
+        aux=out.aux,
     )
