@@ -6,6 +6,10 @@ parameter set; batch it with ``jax.vmap`` (over geometries, parameter vectors or
 compile it with ``jax.jit``. The loop is a ``jax.lax.while_loop`` capped at ``max_steps``;
 under ``vmap`` it runs until every member has stopped, and a member that stopped is frozen
 (its positions and results are masked), so each member gives what its unbatched run gives.
+:func:`minimize_many` relaxes several structures with *one* energy function of all of
+them (e.g. structures packed into one system), each member with its own optimizer state,
+step count and convergence, as :func:`minimize` relaxes it alone; ``minimize`` is that
+with one member.
 
 The three methods follow ASE's optimizers step for step, with ASE's defaults and units
 (eV, Å), so they reach the same minima as ``parafit.engines.relax.run_job``:

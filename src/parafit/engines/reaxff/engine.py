@@ -4,7 +4,11 @@ Set-up (:meth:`ReaxFFEngine.setup`) builds the interaction lists of every job on
 host and groups jobs into *buckets* of equal padded shapes (task kind, atom count
 rounded up, list sizes rounded up to at most 25 % padding). Each bucket is compiled
 once: ``vmap`` over parameter vectors of (tables of that vector, ``vmap`` over the
-bucket's structures of (relaxation, energy, forces, charges)). Geometry optimizations
+bucket's structures of (relaxation, energy, forces, charges)); single points without a
+cell, and on a CPU relaxations of molecules, run *packed*: all structures of the bucket
+as one system whose lists never connect two of them (:func:`_packed_lists`), relaxed
+with :func:`~parafit.engines.jax_relax.minimize_many`. On a CPU the buckets of a call
+run at once in threads. Geometry optimizations
 run in JAX (:func:`parafit.engines.jax_relax.minimize`, ASE's algorithms and
 criteria) with the job's restraints and fixed atoms.
 
