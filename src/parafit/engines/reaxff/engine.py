@@ -17,8 +17,8 @@ order exceeds 1e-4 for the force field's values. A relaxation's lists follow its
 the pairs between the list skin and a *watch* distance beyond the bond and non-bonded
 cutoffs join the lists at every step once they come within the cutoff, and so do the
 *far* bond candidates (within the cutoff, but with bond orders far below ``bo_cut`` at
-the start) once they are bonds (:func:`_extended_lists`). A vector for which a bond outside the lists exceeds 1e-3,
-or whose relaxation outgrows the watch, is flagged; that (vector, job) is redone in
+the start) once they are bonds (:func:`_extended_lists`). A vector for which a bond
+outside the lists exceeds 1e-3, or whose relaxation outgrows the watch, is flagged; that (vector, job) is redone in
 JAX with new lists and a larger watch or skin (:meth:`ReaxFFFn._restart`), and only
 if that fails too, exactly through ASE with
 :class:`~parafit.engines.reaxff.calculator.ReaxFFCalculator` (which rebuilds its
@@ -1048,13 +1048,10 @@ class ReaxFFFn:
                 )
                 return total_energy(terms), (q, overflow)
 
-            def lists_at(x: jax.Array) -> tuple[Topology, PairList, jax.Array]:
-                return _packed_extended_lists(
+            def relaxing(x: jax.Array) -> tuple[jax.Array, jax.Array, Any]:
+                top, pairs, outgrown = _packed_extended_lists(
                     arrays, packed, tables.bonded, x.reshape(-1, 3)
                 )
-
-            def relaxing(x: jax.Array) -> tuple[jax.Array, jax.Array, Any]:
-                top, pairs, outgrown = lists_at(x)
                 e, (q, overflow) = energies(x, (top, pairs))
                 return e, outgrown, (q.reshape(n_structures, n), overflow)
 
