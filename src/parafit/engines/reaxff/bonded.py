@@ -55,6 +55,7 @@ __all__ = [
     "bonded_tables",
     "far_bond_overflow",
     "list_overflow",
+    "pairs_are_bonds",
     "segment_any",
     "segment_total",
     "uncorrected_bond_orders",
@@ -455,13 +456,18 @@ def _atom_sum(values: jax.Array, centers: jax.Array, n_atoms: int) -> jax.Array:
     return jax.ops.segment_sum(values, centers, num_segments=n_atoms)
 
 
+def bond_order_cutoff(t: BondedTables) -> jax.Array:
+    """``bo_cut`` = 0.01 * general #30: pairs with BO' below it are no bonds."""
+    return 0.01 * t.general[_BOCUT]
+
+
 def _uncorrected(
     t: BondedTables, r: jax.Array, ti: jax.Array, tj: jax.Array
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Uncorrected sigma (scaled by ``1 + bo_cut``), pi and double-pi bond orders of
     pairs at distances r [Å] between atom types ti, tj (each (n_pairs,))."""
     bp = t.bond[ti, tj]
-    bo_cut = 0.01 * t.general[_BOCUT]
+    bo_cut = bond_order_cutoff(t)
     # (r / r0)^p_bo as exp(p_bo (ln r - ln r0)): one log per bond for the three
     # components and no pow in the gradient (the bond list is the largest array)
     log_r = jnp.log(jnp.where(r > 0, r, 1.0))
@@ -483,11 +489,6 @@ def _uncorrected(
     p = component(t.log_r_p[ti, tj], t.sw_p[ti, tj], bp[:, _BO3], bp[:, _BO4])
     pp = component(t.log_r_pp[ti, tj], t.sw_pp[ti, tj], bp[:, _BO5], bp[:, _BO6])
     return s, p, pp
-
-
-def bond_order_cutoff(t: BondedTables) -> jax.Array:
-    """``bo_cut`` = 0.01 * general #30: pairs with BO' below it are no bonds."""
-    return 0.01 * t.general[_BOCUT]
 
 
 def uncorrected_bond_orders(
@@ -513,7 +514,7 @@ def bond_orders(
     r = _norm(d)
     ti, tj = types[top.bond_i], types[top.bond_j]
     bp = t.bond[ti, tj]
-    bo_cut = 0.01 * g[_BOCUT]
+    bo_cut = bond_order_cutoff(t)
     s, p, pp = _uncorrected(t, r, ti, tj)
     raw = s + p + pp
     is_bond = top.bond_mask & (r <= BOND_CUTOFF) & (raw >= bo_cut)
@@ -606,6 +607,27 @@ def list_overflow(
     )
 
 
+def pairs_are_bonds(
+    t: BondedTables,
+    types: jax.Array,
+    positions: jax.Array,
+    i: jax.Array,
+    j: jax.Array,
+    shift: jax.Array,
+    mask: jax.Array,
+) -> jax.Array:
+    """(n,) which of the pairs (i, j) (atom j shifted by ``shift`` [Å], pair used
+    where ``mask``) are bonds at ``positions``: within the bond cutoff with an
+    uncorrected bond order BO' >= ``bo_cut`` (LAMMPS drops the others). No gradient
+    flows through it."""
+    t = jax.lax.stop_gradient(t)
+    x = jax.lax.stop_gradient(positions)
+    d = x[j] + jax.lax.stop_gradient(shift) - x[i]
+    r = jnp.sqrt(jnp.sum(d * d, axis=-1))
+    raw = uncorrected_bond_orders(t, r, types[i], types[j])
+    return mask & (r <= BOND_CUTOFF) & (raw >= bond_order_cutoff(t))
+
+
 def far_bond_overflow(
     t: BondedTables,
     types: jax.Array,
@@ -613,20 +635,13 @@ def far_bond_overflow(
     top: Topology,
     segment: Segments | None = None,
 ) -> jax.Array:
-    """True if a far candidate (see :class:`Topology`) within the bond cutoff has an
-    uncorrected bond order >= ``bo_cut``: it would be a bond, so the lists must be
-    rebuilt for these parameters or positions (per structure with ``segment``). No
-    gradient flows through it."""
-    x = jax.lax.stop_gradient(positions)
-    d = x[top.far_j] + jax.lax.stop_gradient(top.far_shift) - x[top.far_i]
-    r = jnp.sqrt(jnp.sum(d * d, axis=-1))
-    raw = uncorrected_bond_orders(
-        jax.lax.stop_gradient(t), r, types[top.far_i], types[top.far_j]
+    """True if a far candidate (see :class:`Topology`) is a bond
+    (:func:`pairs_are_bonds`): the lists must be rebuilt for these parameters or
+    positions (per structure with ``segment``)."""
+    bonds = pairs_are_bonds(
+        t, types, positions, top.far_i, top.far_j, top.far_shift, top.far_mask
     )
-    bo_cut = jax.lax.stop_gradient(bond_order_cutoff(t))
-    return segment_any(
-        top.far_mask & (r <= BOND_CUTOFF) & (raw >= bo_cut), top.far_i, segment
-    )
+    return segment_any(bonds, top.far_i, segment)
 
 
 def _cos_angle(u: jax.Array, v: jax.Array) -> jax.Array:

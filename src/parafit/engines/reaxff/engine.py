@@ -67,8 +67,7 @@ from parafit.engines.reaxff.bonded import (
     HBOND_CUTOFF,
     BondedTables,
     Topology,
-    bond_order_cutoff,
-    uncorrected_bond_orders,
+    pairs_are_bonds,
 )
 from parafit.engines.reaxff.calculator import KCAL_MOL, ReaxFFCalculator
 from parafit.engines.reaxff.model import (
@@ -1756,14 +1755,10 @@ def _inside(x: jax.Array, w: dict[str, jax.Array], cutoff: Any) -> jax.Array:
 def _bonds_formed(
     x: jax.Array, w: dict[str, jax.Array], bonded: BondedTables, types: jax.Array
 ) -> jax.Array:
-    """(n,) which bond candidates ``w`` are bonds at positions ``x``: within the bond
-    cutoff with an uncorrected bond order BO' >= ``bo_cut`` for the tables
-    ``bonded`` (LAMMPS drops the others, so leaving them out changes nothing)."""
-    bonded = jax.lax.stop_gradient(bonded)
-    d = x[w["j"]] + w["shift"] - x[w["i"]]
-    r = jnp.sqrt(jnp.sum(d * d, axis=1))
-    raw = uncorrected_bond_orders(bonded, r, types[w["i"]], types[w["j"]])
-    return w["mask"] & (r <= BOND_CUTOFF) & (raw >= bond_order_cutoff(bonded))
+    """(n,) which bond candidates ``w`` are bonds at positions ``x`` for the tables
+    ``bonded`` (:func:`~parafit.engines.reaxff.bonded.pairs_are_bonds`; leaving the
+    others out changes nothing)."""
+    return pairs_are_bonds(bonded, types, x, w["i"], w["j"], w["shift"], w["mask"])
 
 
 def _capacity(n_watched: int) -> int:

@@ -524,6 +524,7 @@ def structure_lists(
             near |= raw >= NEAR_FRACTION * bo_cut
     near |= listed
     far = ~near
+    bonds = (i[near], j[near], image[near])
     top = build_topology(
         positions,
         cell,
@@ -531,12 +532,11 @@ def structure_lists(
         types,
         model.hbond_role,
         listed=(listed | trivially_listed)[near],
-        bonds=(i[near], j[near], image[near]),
+        bonds=bonds,
         skin=skin,
         rules=model.list_rules,
         far=(i[far], j[far], image[far]),
     )
-    bonds = (i[near], j[near], image[near])
     pairs = make_pair_list(positions, cell, pbc, model.r_cut + skin)
     return StructureLists(
         types=np.asarray(types, np.int32), topology=top, pairs=pairs, bonds=bonds

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from parafit.engines.reaxff.bonded import segment_total
+from parafit.engines.reaxff.bonded import Segments, segment_total
 
 __all__ = [
     "C_ELE",
@@ -267,21 +267,23 @@ def _pair_distances(positions: jax.Array, pairs: PairList) -> jax.Array:
     return jnp.where(pos, jnp.sqrt(jnp.where(pos, sq, 1.0)), 0.0)
 
 
+def _coupling(tables: TypeTables, r: jax.Array, gamma3: jax.Array) -> jax.Array:
+    """Shielded Coulomb coupling [eV/e²] of the EEM matrix at distances r [Å] (0
+    beyond ``r_cut``)."""
+    return jnp.where(
+        r <= tables.r_cut,
+        QEQ_EV * taper(r, tables.r_cut) / jnp.cbrt(r**3 + gamma3),
+        0.0,
+    )
+
+
 def _eem_couplings(
     tables: TypeTables, types: jax.Array, positions: jax.Array, pairs: PairList
 ) -> jax.Array:
-    """(n_pairs,) shielded Coulomb couplings [eV/e²] of the EEM matrix."""
+    """(n_pairs,) couplings (:func:`_coupling`) of a pair list, weighted."""
     r = _pair_distances(positions, pairs)
-    ti, tj = types[pairs.i], types[pairs.j]
-    in_range = r <= tables.r_cut
-    return jnp.where(
-        in_range,
-        pairs.weight
-        * QEQ_EV
-        * taper(r, tables.r_cut)
-        / jnp.cbrt(r**3 + tables.gamma3[ti, tj]),
-        0.0,
-    )
+    gamma3 = tables.gamma3[types[pairs.i], types[pairs.j]]
+    return pairs.weight * _coupling(tables, r, gamma3)
 
 
 def _eem_solve(
@@ -359,10 +361,7 @@ def molecule_eem_charges(
     )
     r = jnp.sqrt(jnp.where(pair, sq, 1.0))
     gamma3 = tables.gamma3[types[:, :, None], types[:, None, :]]
-    coupled = pair & (r <= tables.r_cut)
-    h = jnp.where(
-        coupled, QEQ_EV * taper(r, tables.r_cut) / jnp.cbrt(r**3 + gamma3), 0.0
-    )
+    h = jnp.where(pair, _coupling(tables, r, gamma3), 0.0)
     return jax.vmap(lambda m, t, mask, total: _eem_solve(tables, t, m, mask, total))(
         h, types, atom_mask, total_charge
     )
@@ -374,7 +373,7 @@ def nonbonded_energies(
     positions: jax.Array,
     pairs: PairList,
     charges: jax.Array,
-    segment: "tuple[jax.Array, int] | None" = None,
+    segment: Segments | None = None,
 ) -> dict[str, jax.Array]:
     """``E_vdw``, ``E_coul`` and ``E_charge`` [kcal/mol] of one structure (of each
     packed structure, (n_structures,), with ``segment``, see
